@@ -1,0 +1,309 @@
+"""Sending: the domain side of the worker tasks.
+
+``send_batch`` claims a batch's queued messages a wave at a time (a conditional UPDATE, so a
+redelivered or duplicate task never sends twice), re-checks the compliance rules against the
+clock and the suppression list, takes a slot from the shared rate limiter, sends through the
+provider adapter on a thread pool (one keep-alive httpx client per process), and records each
+wave's outcomes and attempts in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+import httpx
+
+from . import encoding, policy
+from .campaign import Campaign, campaign_from_stored
+from .models import CampaignState, Status, utcnow
+from .phones import mask
+from .providers import get_provider_class
+from .providers.base import Outcome, Provider, ProviderConfig, SendResult, SmsRequest
+from .queue import TaskQueue, batch_label
+from .ratelimit import Rate, RateLimiter, limiter_key
+from .settings import Settings
+from .store import Claimed, Outcome as Row, Store, sweep_cutoff
+
+log = logging.getLogger("dispatcher.engine")
+
+MAX_SLOT_WAIT = 2.0        # seconds a worker may sleep for its rate-limit slot before giving the work back
+SHORT_REQUEUE = 60.0       # deferrals due sooner than this re-enqueue their batch; later ones wait for beat
+SENDABLE = (CampaignState.RUNNING.value,)
+
+
+@dataclass
+class BatchResult:
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+    skipped: int = 0
+    unknown: int = 0
+    given_back: int = 0
+    requeue_in: float | None = None
+    stopped: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Ctx:
+    campaign: Campaign
+    provider: Provider
+    rate: Rate | None
+    key: str
+    max_segments: int
+
+
+def backoff(attempt: int) -> float:
+    """Seconds before message-level retry number ``attempt`` (1-based): 2, 4, 8 ... capped at 5 minutes, jittered."""
+    return min(300.0, 2.0 ** attempt) * random.uniform(0.75, 1.25)
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, store: Store, queue: TaskQueue, limiter: RateLimiter,
+                 client: httpx.Client, *, clock: Callable[[], datetime] = utcnow,
+                 environ: dict[str, str] | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.queue = queue
+        self.limiter = limiter
+        self.client = client
+        self.clock = clock
+        self.environ = environ
+        self.pool = ThreadPoolExecutor(max_workers=settings.send_concurrency, thread_name_prefix="send")
+        self._ctx: dict[int, tuple[Any, _Ctx]] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ campaign context
+    def context(self, campaign_id: int) -> _Ctx:
+        row = self.store.campaign(campaign_id)
+        with self._lock:
+            cached = self._ctx.get(campaign_id)
+            if cached and cached[0] == row.spec:
+                return cached[1]
+        c = campaign_from_stored(row.spec, row.source_path)
+        cls = get_provider_class(c.spec.provider.name)
+        callback = None
+        if self.settings.webhook_base_url and self.settings.webhook_token:
+            callback = (f"{self.settings.webhook_base_url.rstrip('/')}/webhooks/{cls.name}"
+                        f"?token={self.settings.webhook_token.get_secret_value()}")
+        config = ProviderConfig(base_url=c.base_url(self.environ) or cls.default_base_url,
+                                credentials=c.credentials(self.environ), options=c.options(self.environ),
+                                callback_url=callback, test_mode=c.spec.test_mode)
+        ctx = _Ctx(c, cls(config, self.client), Rate.parse(c.spec.provider.rate_limit, burst=c.spec.provider.burst) if c.spec.provider.rate_limit else None,
+                   limiter_key(cls.name, c.spec.provider.rate_scope), c.spec.max_segments)
+        with self._lock:
+            self._ctx[campaign_id] = (row.spec, ctx)
+        return ctx
+
+    # ------------------------------------------------------------ the batch
+    def send_batch(self, batch_id: int) -> BatchResult:
+        campaign_id, seq, total = self.store.batch_info(batch_id)
+        result = BatchResult()
+        state = self.store.campaign_state(campaign_id)
+        if state == CampaignState.CANCELLED.value:
+            self.store.cancel_open(campaign_id, self.clock())
+            return result
+        if state not in SENDABLE:
+            return result
+        try:
+            ctx = self.context(campaign_id)
+        except KeyError as exc:
+            reason = f"the worker's environment lacks {exc.args[0]} (a ${{VAR}} of the campaign file)"
+            self.store.set_state(campaign_id, CampaignState.STOPPED, reason, only_from=[CampaignState.RUNNING])
+            result.stopped = reason
+            return result
+        soonest: float | None = None
+        while True:
+            if self.store.campaign_state(campaign_id) not in SENDABLE:
+                break
+            now = self.clock()
+            claimed = self.store.claim(batch_id, self.settings.send_concurrency, now)
+            if not claimed:
+                break
+            rows, give_back, wait, stop = self._wave(ctx, claimed, now, result)
+            self.store.record(rows, self.clock())
+            if give_back:
+                self.store.requeue(give_back, self.clock())
+                result.given_back += len(give_back)
+                soonest = wait if soonest is None else min(soonest, wait)
+                break
+            if stop:
+                self.store.requeue([m.id for m in claimed if m.id not in {r.message_id for r in rows}], self.clock())
+                self.store.set_state(campaign_id, CampaignState.STOPPED, stop, only_from=[CampaignState.RUNNING])
+                log.error("campaign %s stopped: %s", ctx.campaign.name, stop)
+                result.stopped = stop
+                break
+            for r in rows:
+                if r.status == Status.DEFERRED.value and r.not_before is not None:
+                    due = (r.not_before - self.clock()).total_seconds()
+                    if due < SHORT_REQUEUE:
+                        soonest = max(0.0, due) if soonest is None else min(soonest, max(0.0, due))
+        if soonest is not None and result.stopped is None:
+            result.requeue_in = soonest
+            self.queue.send_batches([(batch_id, batch_label(ctx.campaign.name, seq, total))], countdown=soonest)
+        self.store.complete_if_done(campaign_id)
+        return result
+
+    def _wave(self, ctx: _Ctx, claimed: list[Claimed], now: datetime,
+              result: BatchResult) -> tuple[list[Row], list[int], float, str | None]:
+        sup = self.store.suppressed(m.phone for m in claimed)
+        qh = ctx.campaign.spec.quiet_hours.to_policy() if ctx.campaign.spec.quiet_hours else None
+        rows: list[Row] = []
+        to_send: list[Claimed] = []
+        for m in claimed:
+            info = encoding.analyse(m.body)
+            d = policy.decide(opt_in=m.opt_in, suppressed_reason=sup.get(m.phone), info=info,
+                              max_segments=ctx.max_segments, zones=tuple((m.timezones or "").split()),
+                              quiet_hours=qh, now=now)
+            if d.action == "send":
+                to_send.append(m)
+            elif d.action == "defer":
+                rows.append(Row(m.id, Status.DEFERRED.value, d.reason, not_before=d.not_before))
+                result.deferred += 1
+            else:
+                reason = f"held: {d.reason}" if d.action == "hold" else d.reason
+                rows.append(Row(m.id, Status.SKIPPED.value, reason))
+                result.skipped += 1
+        futures = [(m, self.pool.submit(self._send_one, ctx, m)) for m in to_send]
+        give_back: list[int] = []
+        wait_min = float("inf")
+        stop: str | None = None
+        suppress: list[tuple[str, str, str | None]] = []
+        for m, fut in futures:
+            started, res = fut.result()
+            if res is None:          # no rate-limit slot soon enough: started carries the wait
+                give_back.append(m.id)
+                wait_min = min(wait_min, started)
+                continue
+            row, stop_reason, sup_entry = self._classify(ctx, m, res, started)
+            rows.append(row)
+            if sup_entry:
+                suppress.append(sup_entry)
+            if stop_reason and stop is None:
+                stop = stop_reason
+            if row.status == Status.SENT.value:
+                result.sent += 1
+            elif row.status == Status.FAILED.value:
+                result.failed += 1
+            elif row.status == Status.UNKNOWN.value:
+                result.unknown += 1
+            elif row.status == Status.DEFERRED.value:
+                result.deferred += 1
+        if suppress:
+            self.store.suppress(suppress)
+        return rows, give_back, (0.0 if wait_min == float("inf") else wait_min), stop
+
+    def _send_one(self, ctx: _Ctx, m: Claimed) -> tuple[float, SendResult | None]:
+        if ctx.rate is not None:
+            r = self.limiter.acquire(ctx.key, ctx.rate, cost=m.segments, max_wait=MAX_SLOT_WAIT)
+            if not r.granted:
+                return r.wait, None
+            if r.wait > 0:
+                time.sleep(r.wait)
+        started = time.time()
+        sms = SmsRequest(message_id=str(m.id), to=m.phone, region=m.region, text=m.body, segments=m.segments,
+                         opt_in=m.opt_in, test_mode=ctx.campaign.spec.test_mode)
+        return started, ctx.provider.send(sms, timeout=self.settings.http_timeout)
+
+    def _classify(self, ctx: _Ctx, m: Claimed, res: SendResult,
+                  started: float) -> tuple[Row, str | None, tuple[str, str, str | None] | None]:
+        from datetime import timezone
+
+        now = self.clock()
+        attempt = {"message_id": m.id, "campaign_id": m.campaign_id,
+                   "started_at": datetime.fromtimestamp(started, timezone.utc), "duration_ms": int(res.duration * 1000),
+                   "http_status": res.status_code, "outcome": res.outcome.value,
+                   "provider_message_id": res.provider_message_id, "provider_code": res.provider_code,
+                   "detail": res.detail}
+        n = m.attempts + 1
+        maxa = ctx.campaign.spec.max_attempts
+        what = _describe(res)
+        o = res.outcome
+        if o == Outcome.SENT:
+            return Row(m.id, Status.SENT.value, None, provider_message_id=res.provider_message_id,
+                       provider_code=res.provider_code, cost=res.cost, attempt=attempt), None, None
+        if o in (Outcome.RETRYABLE, Outcome.THROTTLED):
+            if o == Outcome.THROTTLED and ctx.rate is not None:
+                self.limiter.penalise(ctx.key, retry_after=res.retry_after)
+            if n >= maxa:
+                return Row(m.id, Status.FAILED.value, f"{what}; gave up after {n} attempts",
+                           provider_code=res.provider_code, attempt=attempt), None, None
+            delay = res.retry_after if (o == Outcome.THROTTLED and res.retry_after) else backoff(n)
+            until = now + timedelta(seconds=delay)
+            return Row(m.id, Status.DEFERRED.value, f"retrying at {until:%H:%M:%S} UTC after {what} (attempt {n} of {maxa})",
+                       not_before=until, provider_code=res.provider_code, attempt=attempt), None, None
+        if o == Outcome.REJECTED:
+            return Row(m.id, Status.FAILED.value, f"rejected by {ctx.provider.name}: {what}",
+                       provider_code=res.provider_code, attempt=attempt), None, None
+        if o == Outcome.SUPPRESSED:
+            reason = f"{ctx.provider.name}: {what}"
+            return (Row(m.id, Status.FAILED.value, f"refused by {ctx.provider.name} (opted out or blacklisted): {what}; "
+                        "number added to the suppression list", provider_code=res.provider_code, attempt=attempt),
+                    None, (m.phone, f"{ctx.provider.name}-{res.provider_code or 'optout'}", reason))
+        if o == Outcome.UNKNOWN:
+            return Row(m.id, Status.UNKNOWN.value, f"no answer in time after the request was sent ({what}): "
+                       "a delivery receipt resolves it, or `dispatcher retry --status unknown` re-sends",
+                       attempt=attempt), None, None
+        # AUTH / BILLING: not this message's fault; it goes back to queued and the campaign stops.
+        fix = ("check the provider credentials in the environment" if o == Outcome.AUTH
+               else "check the account balance / billing with the provider")
+        stop = f"{ctx.provider.name} refused the account ({o.value}: {what}): {fix}, then `dispatcher resume {ctx.campaign.name}`"
+        return Row(m.id, Status.QUEUED.value, None, attempt=attempt), stop, None
+
+    # ------------------------------------------------------------ periodic work
+    def release_due(self) -> int:
+        """Start scheduled campaigns that are due and re-queue deferred messages whose time has come."""
+        now = self.clock()
+        n = 0
+        for c in self.store.campaigns():
+            if c.state == CampaignState.SCHEDULED.value and c.schedule_at and c.schedule_at <= now:
+                if self.store.set_state(int(c.id), CampaignState.RUNNING, only_from=[CampaignState.SCHEDULED]):  # type: ignore[arg-type]
+                    n += self.enqueue_open(int(c.id))  # type: ignore[arg-type]
+        batch_ids = self.store.release_due(now)
+        if batch_ids:
+            n += self.queue.send_batches(self.store.batch_labels(batch_ids))
+        return n
+
+    def enqueue_open(self, campaign_id: int) -> int:
+        ids = self.store.open_batches(campaign_id)
+        self.store.touch_batches(ids, self.clock())
+        return self.queue.send_batches(self.store.batch_labels(ids)) if ids else 0
+
+    def reconcile(self) -> dict[str, int]:
+        """Repair what transport lost: stale in-flight claims become unknown; lost batches are re-enqueued."""
+        now = self.clock()
+        expired = self.store.expire_sending(sweep_cutoff(now, self.settings.stale_after), now)
+        requeued = 0
+        if self.queue.backlog() == 0:
+            stale = self.store.stale_batches(sweep_cutoff(now, self.settings.stale_after))
+            if stale:
+                self.store.touch_batches(stale, now)
+                requeued = self.queue.send_batches(self.store.batch_labels(stale))
+        completed = 0
+        for c in self.store.campaigns():
+            if c.state == CampaignState.RUNNING.value and self.store.complete_if_done(int(c.id)):  # type: ignore[arg-type]
+                completed += 1
+        if expired or requeued:
+            log.warning("reconcile: %d in-flight messages marked unknown, %d batches re-enqueued", expired, requeued)
+        return {"unknown": expired, "requeued": requeued, "completed": completed}
+
+
+def _describe(res: SendResult) -> str:
+    parts = []
+    if res.status_code is not None:
+        parts.append(f"HTTP {res.status_code}")
+    if res.provider_code:
+        parts.append(res.provider_code)
+    if res.detail:
+        parts.append(res.detail[:300])
+    return " ".join(parts) or res.outcome.value
+
+
+__all__ = ["Dispatcher", "BatchResult", "backoff", "mask"]

@@ -1,0 +1,87 @@
+"""The broker side of the pipeline: Celery configuration and enqueueing by task name.
+
+``dispatcher`` never imports ``workers``: it sends tasks by name through a producer-only Celery
+app that shares this configuration with the worker app (``workers.app``). Task arguments are ids
+only; ``argsrepr`` makes Flower show campaign progress ("winter-sale batch 12 of 400").
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from celery import Celery
+from kombu.exceptions import OperationalError as KombuOperationalError
+
+from .errors import TransientError
+from .settings import Settings
+
+SEND_BATCH = "dispatcher.send_batch"
+RELEASE_DUE = "dispatcher.release_due"
+RECONCILE = "dispatcher.reconcile"
+PROCESS_WEBHOOKS = "dispatcher.process_webhooks"
+QUEUE = "dispatcher"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "broker_url": settings.redis_url,
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_default_queue": QUEUE,
+        "task_acks_late": True,                 # a task lost with its worker is redelivered ...
+        "task_reject_on_worker_lost": True,     # ... at once when a pool process dies
+        "worker_prefetch_multiplier": 1,
+        "broker_transport_options": {"visibility_timeout": 3600},
+        "broker_connection_retry_on_startup": True,
+        "task_send_sent_event": True,
+        "worker_send_task_events": True,
+        "worker_hijack_root_logger": False,
+        "beat_schedule": {
+            "release-due": {"task": RELEASE_DUE, "schedule": 2.0},
+            "reconcile": {"task": RECONCILE, "schedule": 10.0},
+            "process-webhooks": {"task": PROCESS_WEBHOOKS, "schedule": 5.0},
+        },
+        "timezone": "UTC",
+    }
+
+
+class TaskQueue:
+    """Sends dispatcher tasks to Redis by name."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.app = Celery("dispatcher-producer", set_as_current=False)
+        self.app.conf.update(celery_config(settings))
+
+    def send_batches(self, items: Iterable[tuple[int, str]], *, countdown: float | None = None) -> int:
+        """Enqueue ``dispatcher.send_batch(batch_id)`` for each (batch_id, argsrepr); returns how many."""
+        n = 0
+        try:
+            with self.app.producer_or_acquire() as producer:
+                for batch_id, label in items:
+                    self.app.send_task(SEND_BATCH, args=[batch_id], argsrepr=label, countdown=countdown,
+                                       producer=producer, queue=QUEUE)
+                    n += 1
+        except (KombuOperationalError, OSError) as exc:
+            raise TransientError(f"cannot reach the broker: {exc}") from exc
+        return n
+
+    def send(self, name: str, *args: int) -> None:
+        try:
+            self.app.send_task(name, args=list(args), queue=QUEUE)
+        except (KombuOperationalError, OSError) as exc:
+            raise TransientError(f"cannot reach the broker: {exc}") from exc
+
+    def backlog(self) -> int:
+        """Tasks waiting in the broker queue (not counting those a worker holds)."""
+        try:
+            with self.app.connection_for_write() as conn:
+                return int(conn.default_channel.client.llen(QUEUE))
+        except Exception as exc:  # noqa: BLE001 - any broker failure is transient here
+            raise TransientError(f"cannot reach the broker: {exc}") from exc
+
+    def close(self) -> None:
+        self.app.close()
+
+
+def batch_label(campaign: str, seq: int, total: int) -> str:
+    return f"{campaign} batch {seq} of {total}"

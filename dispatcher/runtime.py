@@ -1,0 +1,53 @@
+"""Process-wide wiring: one engine, broker producer, limiter, HTTP client and dispatcher per process.
+
+Built lazily and rebuilt after a fork (Celery's prefork pool), since sockets must not be shared
+between processes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING
+
+import httpx
+import redis
+
+from .queue import TaskQueue
+from .settings import Settings, get_settings
+from .store import Store, make_engine
+
+if TYPE_CHECKING:
+    from .engine import Dispatcher
+
+_lock = threading.Lock()
+_pid: int | None = None
+_dispatcher: "Dispatcher | None" = None
+
+
+def http_client(settings: Settings) -> httpx.Client:
+    n = settings.send_concurrency
+    return httpx.Client(limits=httpx.Limits(max_connections=n * 2, max_keepalive_connections=n),
+                        timeout=settings.http_timeout, follow_redirects=False)
+
+
+def store(settings: Settings | None = None) -> Store:
+    settings = settings or get_settings()
+    return Store(make_engine(settings.database_url))
+
+
+def dispatcher() -> "Dispatcher":
+    global _pid, _dispatcher
+    with _lock:
+        if _dispatcher is None or _pid != os.getpid():
+            from .engine import Dispatcher
+            from .ratelimit import RateLimiter
+
+            settings = get_settings()
+            if _pid is not None and _pid != os.getpid():
+                make_engine.cache_clear()
+            eng_store = store(settings)
+            _dispatcher = Dispatcher(settings, eng_store, TaskQueue(settings),
+                                     RateLimiter(redis.Redis.from_url(settings.redis_url)), http_client(settings))
+            _pid = os.getpid()
+        return _dispatcher

@@ -1,0 +1,403 @@
+"""All SQL lives here: engines, schema, and the batched reads and writes of the pipeline.
+
+SQLite (WAL, busy timeout) by default, PostgreSQL via ``DATABASE_URL``. Every hot-path operation
+is one statement per batch or wave, never one round trip per recipient. SQLAlchemy errors that
+mean "the database is unavailable right now" become ``TransientError`` here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Iterator, Sequence
+
+from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlmodel import SQLModel
+
+from .errors import NotFoundError, TransientError
+from .models import (OPEN_STATUSES, Attempt, Batch, Campaign, CampaignState, Message, RejectedRow, Status,
+                     Suppression, WebhookEvent, utcnow)
+
+M = Message.__table__
+B = Batch.__table__
+C = Campaign.__table__
+A = Attempt.__table__
+R = RejectedRow.__table__
+S = Suppression.__table__
+W = WebhookEvent.__table__
+
+
+def normalise_url(url: str) -> str:
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+@functools.lru_cache(maxsize=8)
+def make_engine(url: str) -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=8, max_overflow=8)
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+    return engine
+
+
+def init_db(engine: Engine) -> None:
+    """Bring the schema to the current revision (Alembic migrations)."""
+    from .migrate import upgrade
+
+    upgrade(engine)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    campaign_id: int
+    phone: str
+    region: str
+    body: str
+    segments: int
+    opt_in: bool
+    timezones: str | None
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What to write back for one message after a send attempt (or a send-time decision)."""
+    message_id: int
+    status: str
+    reason: str | None = None
+    not_before: datetime | None = None
+    provider_message_id: str | None = None
+    provider_code: str | None = None
+    cost: float | None = None
+    attempt: dict[str, Any] | None = None   # Attempt row values when an HTTP request was made
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.is_pg = engine.dialect.name == "postgresql"
+
+    # ------------------------------------------------------------ plumbing
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise TransientError(f"database unavailable: {exc.orig}") from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise TransientError(f"database connection lost: {exc.orig}") from exc
+            raise
+
+    def _insert(self, table: Any) -> Any:
+        return (postgresql.insert if self.is_pg else sqlite.insert)(table)
+
+    # ------------------------------------------------------------ campaigns
+    def campaign(self, name_or_id: str | int) -> Campaign:
+        with self.tx() as conn:
+            q = select(C).where(C.c.id == name_or_id if isinstance(name_or_id, int) else C.c.name == name_or_id)
+            row = conn.execute(q).mappings().first()
+        if row is None:
+            raise NotFoundError(f"no campaign named {name_or_id!r} (see `dispatcher campaigns`)")
+        return Campaign(**row)
+
+    def find_campaign(self, name: str) -> Campaign | None:
+        try:
+            return self.campaign(name)
+        except NotFoundError:
+            return None
+
+    def campaigns(self) -> list[Campaign]:
+        with self.tx() as conn:
+            return [Campaign(**r) for r in conn.execute(select(C).order_by(C.c.id)).mappings()]
+
+    def create_campaign(self, **values: Any) -> Campaign:
+        with self.tx() as conn:
+            cid = conn.execute(C.insert().values(**values).returning(C.c.id)).scalar_one()
+        return self.campaign(int(cid))
+
+    def set_state(self, campaign_id: int, state: CampaignState, reason: str | None = None,
+                  *, only_from: Sequence[CampaignState] | None = None) -> bool:
+        """Move a campaign to ``state``; with ``only_from``, only from those states. True if it moved."""
+        values: dict[str, Any] = {"state": state.value, "state_reason": reason}
+        now = utcnow()
+        if state == CampaignState.RUNNING:
+            values["started_at"] = func.coalesce(C.c.started_at, now)
+        if state in (CampaignState.COMPLETED, CampaignState.CANCELLED, CampaignState.STOPPED):
+            values["finished_at"] = now
+        q = update(C).where(C.c.id == campaign_id).values(**values)
+        if only_from is not None:
+            q = q.where(C.c.state.in_([s.value for s in only_from]))
+        with self.tx() as conn:
+            return conn.execute(q).rowcount > 0
+
+    def campaign_state(self, campaign_id: int) -> str:
+        with self.tx() as conn:
+            return conn.execute(select(C.c.state).where(C.c.id == campaign_id)).scalar_one()
+
+    def update_campaign(self, campaign_id: int, **values: Any) -> None:
+        with self.tx() as conn:
+            conn.execute(update(C).where(C.c.id == campaign_id).values(**values))
+
+    # ------------------------------------------------------------ loading
+    def insert_chunk(self, campaign_id: int, first_seq: int, batches: list[list[dict[str, Any]]],
+                     rejected: list[dict[str, Any]], loaded_lines: int) -> tuple[list[int], list[dict[str, Any]]]:
+        """Write one chunk of the contact file in one transaction.
+
+        ``batches`` are lists of message rows (without campaign/batch ids). Numbers already present in the
+        campaign become rejected rows ("duplicate of line N"). Returns (new batch ids, duplicate rows).
+        """
+        now = utcnow()
+        batch_ids: list[int] = []
+        duplicates: list[dict[str, Any]] = []
+        with self.tx() as conn:
+            for i, rows in enumerate(batches):
+                bid = conn.execute(B.insert().values(campaign_id=campaign_id, seq=first_seq + i, size=len(rows),
+                                                     touched_at=now).returning(B.c.id)).scalar_one()
+                batch_ids.append(int(bid))
+                for r in rows:
+                    r["campaign_id"] = campaign_id
+                    r["batch_id"] = bid
+                    r["updated_at"] = now
+                if not rows:
+                    continue
+                stmt = self._insert(M).on_conflict_do_nothing(index_elements=["campaign_id", "phone"]).returning(M.c.phone)
+                inserted = {p for (p,) in conn.execute(stmt, rows).all()} if self.is_pg else self._sqlite_insert(conn, rows)
+                lost = [r for r in rows if r["phone"] not in inserted]
+                if lost:
+                    first = dict(conn.execute(select(M.c.phone, M.c.line).where(
+                        M.c.campaign_id == campaign_id, M.c.phone.in_([r["phone"] for r in lost]))).all())
+                    for r in lost:
+                        duplicates.append({"campaign_id": campaign_id, "line": r["line"], "phone": r["phone"],
+                                           "reason": f"duplicate of line {first.get(r['phone'], '?')}"})
+                    conn.execute(update(B).where(B.c.id == bid).values(size=len(rows) - len(lost)))
+            all_rejected = [dict(r, campaign_id=campaign_id) for r in rejected] + duplicates
+            if all_rejected:
+                conn.execute(self._insert(R).on_conflict_do_nothing(index_elements=["campaign_id", "line"]), all_rejected)
+            conn.execute(update(C).where(C.c.id == campaign_id).values(
+                loaded_lines=loaded_lines, batch_count=first_seq + len(batches) - 1))
+        return batch_ids, duplicates
+
+    def _sqlite_insert(self, conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+        # executemany + RETURNING is not available on every SQLite build: insert, then read back what landed.
+        before = {r["phone"] for r in rows}
+        conn.execute(self._insert(M).on_conflict_do_nothing(index_elements=["campaign_id", "phone"]), rows)
+        bid = rows[0]["batch_id"]
+        got = {p for (p,) in conn.execute(select(M.c.phone).where(M.c.batch_id == bid))}
+        return before & got
+
+    # ------------------------------------------------------------ sending
+    def batch_info(self, batch_id: int) -> tuple[int, int, int]:
+        """(campaign_id, seq, campaign batch_count)."""
+        with self.tx() as conn:
+            row = conn.execute(select(B.c.campaign_id, B.c.seq, C.c.batch_count).join(C, C.c.id == B.c.campaign_id)
+                               .where(B.c.id == batch_id)).first()
+        if row is None:
+            raise NotFoundError(f"no batch {batch_id}")
+        return int(row[0]), int(row[1]), int(row[2])
+
+    def claim(self, batch_id: int, limit: int, now: datetime) -> list[Claimed]:
+        """Atomically move up to ``limit`` queued messages of a batch to ``sending``.
+
+        A conditional UPDATE: a message already claimed (a redelivered task, a duplicate task) is never
+        returned twice. Due deferred messages of the batch are released first.
+        """
+        cols = (M.c.id, M.c.campaign_id, M.c.phone, M.c.region, M.c.body, M.c.segments, M.c.opt_in, M.c.timezones, M.c.attempts)
+        with self.tx() as conn:
+            conn.execute(update(M).where(M.c.batch_id == batch_id, M.c.status == Status.DEFERRED.value,
+                                         M.c.not_before <= now).values(status=Status.QUEUED.value, updated_at=now))
+            sub = select(M.c.id).where(M.c.batch_id == batch_id, M.c.status == Status.QUEUED.value).order_by(M.c.id).limit(limit)
+            if self.is_pg:
+                sub = sub.with_for_update(skip_locked=True)
+            q = (update(M).where(M.c.id.in_(sub.scalar_subquery()), M.c.status == Status.QUEUED.value)
+                 .values(status=Status.SENDING.value, claimed_at=now, updated_at=now).returning(*cols))
+            rows = conn.execute(q).all()
+            conn.execute(update(B).where(B.c.id == batch_id).values(touched_at=now))
+        return [Claimed(*r) for r in sorted(rows, key=lambda r: r[0])]
+
+    def record(self, outcomes: Sequence[Outcome], now: datetime) -> None:
+        """Write the result of a wave: message statuses and attempt rows, in one transaction."""
+        if not outcomes:
+            return
+        params = [{
+            "_id": o.message_id, "_status": o.status, "_reason": o.reason, "_nb": o.not_before,
+            "_pid": o.provider_message_id, "_code": o.provider_code, "_cost": o.cost,
+            "_inc": 1 if o.attempt else 0, "_now": now,
+        } for o in outcomes]
+        q = (update(M).where(M.c.id == bindparam("_id"), M.c.status == Status.SENDING.value).values(
+            status=bindparam("_status"), reason=bindparam("_reason"), not_before=bindparam("_nb"),
+            provider_message_id=func.coalesce(bindparam("_pid"), M.c.provider_message_id),
+            provider_code=bindparam("_code"), cost=func.coalesce(bindparam("_cost"), M.c.cost),
+            attempts=M.c.attempts + bindparam("_inc"), updated_at=bindparam("_now"), claimed_at=None))
+        attempts = [o.attempt for o in outcomes if o.attempt]
+        with self.tx() as conn:
+            conn.execute(q.execution_options(synchronize_session=False), params)
+            if attempts:
+                conn.execute(A.insert(), attempts)
+
+    def suppressed(self, phones: Iterable[str]) -> dict[str, str]:
+        """phone → reason for the numbers on the suppression list."""
+        phones = list(phones)
+        if not phones:
+            return {}
+        with self.tx() as conn:
+            rows = conn.execute(select(S.c.phone, S.c.source, S.c.reason, S.c.created_at).where(S.c.phone.in_(phones))).all()
+        return {p: f"suppressed ({src}{': ' + r if r else ''}, since {ts:%Y-%m-%d})" for p, src, r, ts in rows}
+
+    def suppress(self, entries: Iterable[tuple[str, str, str | None]]) -> int:
+        """Add (phone, source, reason) entries; existing numbers keep their first entry. Returns how many were new."""
+        rows = [{"phone": p, "source": s, "reason": r, "created_at": utcnow()} for p, s, r in entries]
+        if not rows:
+            return 0
+        with self.tx() as conn:
+            before = conn.execute(select(func.count()).select_from(S)).scalar_one()
+            conn.execute(self._insert(S).on_conflict_do_nothing(index_elements=["phone"]), rows)
+            after = conn.execute(select(func.count()).select_from(S)).scalar_one()
+        return int(after - before)
+
+    def unsuppress(self, phone: str) -> bool:
+        with self.tx() as conn:
+            return conn.execute(S.delete().where(S.c.phone == phone)).rowcount > 0
+
+    def suppression_list(self) -> list[Suppression]:
+        with self.tx() as conn:
+            return [Suppression(**r) for r in conn.execute(select(S).order_by(S.c.created_at)).mappings()]
+
+    # ------------------------------------------------------------ releasing, reconciling
+    def release_due(self, now: datetime, campaign_ids: Sequence[int] | None = None) -> list[int]:
+        """Deferred messages whose time has come go back to queued; returns their batch ids."""
+        cond = and_(M.c.status == Status.DEFERRED.value, M.c.not_before <= now)
+        if campaign_ids is not None:
+            cond = and_(cond, M.c.campaign_id.in_(campaign_ids))
+        with self.tx() as conn:
+            running = select(C.c.id).where(C.c.state == CampaignState.RUNNING.value)
+            cond = and_(cond, M.c.campaign_id.in_(running))
+            batch_ids = [b for (b,) in conn.execute(select(M.c.batch_id).where(cond).distinct())]
+            if batch_ids:
+                conn.execute(update(M).where(cond).values(status=Status.QUEUED.value, updated_at=now))
+        return batch_ids
+
+    def open_batches(self, campaign_id: int) -> list[int]:
+        """Batches of a campaign that still have queued messages."""
+        with self.tx() as conn:
+            return [b for (b,) in conn.execute(select(M.c.batch_id).where(
+                M.c.campaign_id == campaign_id, M.c.status == Status.QUEUED.value).distinct().order_by(M.c.batch_id))]
+
+    def stale_batches(self, older_than: datetime) -> list[int]:
+        """Batches of running campaigns with queued messages that no worker has touched since ``older_than``."""
+        with self.tx() as conn:
+            q = (select(M.c.batch_id).join(B, B.c.id == M.c.batch_id).join(C, C.c.id == M.c.campaign_id)
+                 .where(M.c.status == Status.QUEUED.value, C.c.state == CampaignState.RUNNING.value,
+                        B.c.touched_at < older_than).distinct())
+            return [b for (b,) in conn.execute(q)]
+
+    def batch_labels(self, batch_ids: Sequence[int]) -> list[tuple[int, str]]:
+        """(batch id, "campaign batch N of M") for Flower's argsrepr."""
+        from .queue import batch_label
+
+        out: list[tuple[int, str]] = []
+        with self.tx() as conn:
+            for i in range(0, len(batch_ids), 1000):
+                q = (select(B.c.id, B.c.seq, C.c.name, C.c.batch_count).join(C, C.c.id == B.c.campaign_id)
+                     .where(B.c.id.in_(batch_ids[i:i + 1000])))
+                out += [(int(b), batch_label(name, seq, total)) for b, seq, name, total in conn.execute(q)]
+        return out
+
+    def touch_batches(self, batch_ids: Sequence[int], now: datetime) -> None:
+        if batch_ids:
+            with self.tx() as conn:
+                conn.execute(update(B).where(B.c.id.in_(batch_ids)).values(touched_at=now))
+
+    def expire_sending(self, older_than: datetime, now: datetime) -> int:
+        """Messages claimed before ``older_than`` and never recorded: the worker died mid-send. They become unknown."""
+        with self.tx() as conn:
+            return conn.execute(update(M).where(M.c.status == Status.SENDING.value, M.c.claimed_at < older_than).values(
+                status=Status.UNKNOWN.value, updated_at=now, claimed_at=None,
+                reason="the worker stopped between sending and recording: the provider may have it; "
+                       "a delivery receipt resolves it, or `dispatcher retry --status unknown` re-sends")).rowcount
+
+    def requeue(self, message_ids: Sequence[int], now: datetime) -> None:
+        """Give claimed messages back untouched (rate-limit slot too far away, campaign paused)."""
+        if message_ids:
+            with self.tx() as conn:
+                conn.execute(update(M).where(M.c.id.in_(message_ids), M.c.status == Status.SENDING.value)
+                             .values(status=Status.QUEUED.value, claimed_at=None, updated_at=now))
+
+    def counts(self, campaign_id: int) -> dict[str, int]:
+        with self.tx() as conn:
+            rows = conn.execute(select(M.c.status, func.count()).where(M.c.campaign_id == campaign_id).group_by(M.c.status)).all()
+            rejected = conn.execute(select(func.count()).select_from(R).where(R.c.campaign_id == campaign_id)).scalar_one()
+        out = {s.value: 0 for s in Status}
+        out.update({k: int(v) for k, v in rows})
+        out["rejected"] = int(rejected)
+        return out
+
+    def pending_count(self, campaign_id: int, horizon: datetime) -> int:
+        """Messages queued, in flight, or deferred until before ``horizon`` (retries soon due)."""
+        with self.tx() as conn:
+            return int(conn.execute(select(func.count()).select_from(M).where(
+                M.c.campaign_id == campaign_id,
+                (M.c.status.in_([Status.QUEUED.value, Status.SENDING.value]))
+                | ((M.c.status == Status.DEFERRED.value) & (M.c.not_before < horizon)))).scalar_one())
+
+    def open_count(self, campaign_id: int) -> int:
+        with self.tx() as conn:
+            return int(conn.execute(select(func.count()).select_from(M).where(
+                M.c.campaign_id == campaign_id, M.c.status.in_(OPEN_STATUSES))).scalar_one())
+
+    def complete_if_done(self, campaign_id: int) -> bool:
+        """Mark a running, fully loaded campaign completed when no message is open."""
+        with self.tx() as conn:
+            open_ = conn.execute(select(func.count()).select_from(M).where(
+                M.c.campaign_id == campaign_id, M.c.status.in_(OPEN_STATUSES))).scalar_one()
+            if open_:
+                return False
+            return conn.execute(update(C).where(C.c.id == campaign_id, C.c.state == CampaignState.RUNNING.value,
+                                                C.c.load_complete.is_(True))
+                                .values(state=CampaignState.COMPLETED.value, finished_at=utcnow())).rowcount > 0
+
+    def cancel_open(self, campaign_id: int, now: datetime) -> int:
+        with self.tx() as conn:
+            return conn.execute(update(M).where(M.c.campaign_id == campaign_id,
+                                                M.c.status.in_([Status.QUEUED.value, Status.DEFERRED.value]))
+                                .values(status=Status.CANCELLED.value, reason="campaign cancelled", updated_at=now)).rowcount
+
+    def messages(self, campaign_id: int) -> Iterator[dict[str, Any]]:
+        with self.tx() as conn:
+            yield from conn.execute(select(M).where(M.c.campaign_id == campaign_id).order_by(M.c.line)).mappings()
+
+    def rejected(self, campaign_id: int) -> list[dict[str, Any]]:
+        with self.tx() as conn:
+            return [dict(r) for r in conn.execute(select(R).where(R.c.campaign_id == campaign_id).order_by(R.c.line)).mappings()]
+
+    def attempts_by_message(self, campaign_id: int) -> dict[int, list[dict[str, Any]]]:
+        out: dict[int, list[dict[str, Any]]] = {}
+        with self.tx() as conn:
+            for r in conn.execute(select(A).where(A.c.campaign_id == campaign_id).order_by(A.c.id)).mappings():
+                out.setdefault(r["message_id"], []).append(dict(r))
+        return out
+
+
+def sweep_cutoff(now: datetime, seconds: float) -> datetime:
+    return now - timedelta(seconds=seconds)

@@ -1,0 +1,26 @@
+"""The Celery app: `celery -A workers.app worker` / `beat` / `flower`. Configuration lives in dispatcher.queue."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from dispatcher.queue import celery_config
+from dispatcher.settings import get_settings
+
+app = Celery("dispatcher")
+app.conf.update(celery_config(get_settings()))
+app.conf.include = ["workers.tasks"]
+
+
+@worker_process_init.connect
+def _fresh_connections(**_: object) -> None:
+    # Pool processes are forked from the parent: never reuse its sockets.
+    from dispatcher.store import make_engine
+
+    make_engine.cache_clear()
+
+
+logging.getLogger("httpx").setLevel(logging.WARNING)
