@@ -245,6 +245,64 @@ def cancel(campaign: str) -> None:
 
 
 @app.command()
+def retry(campaign: str, batch: Optional[int] = typer.Option(None, "--batch", help="batch number (as in `status`)"),
+          status: str = typer.Option("failed,unknown", "--status", help="comma-separated: failed, unknown, cancelled"),
+          reason: Optional[str] = typer.Option(None, "--reason", help="only messages whose reason contains this text"),
+          dry_run: bool = typer.Option(False, "--dry-run", help="show the count only"),
+          yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation")) -> None:
+    """Send matching failed/unknown messages again (never skipped or suppressed ones); each retry is a new attempt."""
+    from .models import CampaignState, utcnow
+
+    statuses = [s.strip() for s in status.split(",") if s.strip()]
+    bad = [s for s in statuses if s not in ("failed", "unknown", "cancelled")]
+    if bad:
+        raise InputError(f"--status: {', '.join(bad)} cannot be retried; choose from failed, unknown, cancelled")
+    store = _store()
+    c = store.campaign(campaign)
+    ids = store.retry_candidates(int(c.id), statuses, batch_seq=batch, reason=reason)  # type: ignore[arg-type]
+    where = f" in batch {batch}" if batch is not None else ""
+    out.print(f"{len(ids)} message(s) with status {'/'.join(statuses)}{where}{' matching ' + repr(reason) if reason else ''} "
+              f"would be sent again")
+    if dry_run or not ids:
+        return
+    if not yes and sys.stdin.isatty() and not typer.confirm("send them again?"):
+        raise typer.Exit(1)
+    batch_ids = store.requeue_for_retry(ids, statuses, utcnow())
+    store.set_state(int(c.id), CampaignState.RUNNING, None,  # type: ignore[arg-type]
+                    only_from=[CampaignState.COMPLETED, CampaignState.STOPPED, CampaignState.RUNNING])
+    store.touch_batches(batch_ids, utcnow())
+    n = _queue().send_batches(store.batch_labels(batch_ids))
+    out.print(f"re-queued {len(ids)} message(s) in {n} batch(es)")
+
+
+@app.command()
+def status(campaign: Optional[str] = typer.Argument(None), watch: bool = typer.Option(False, "--watch", "-w",
+           help="refresh every second until Ctrl-C")) -> None:
+    """Live view: counts by status, rate now and average, ETA, failed batches, effective provider rates."""
+    from rich.live import Live
+
+    from .status import render_status
+
+    store = _store()
+    if not watch:
+        out.print(render_status(store, campaign))
+        return
+    with Live(render_status(store, campaign), console=out, refresh_per_second=2) as live:
+        while True:
+            time.sleep(1)
+            live.update(render_status(store, campaign))
+
+
+@app.command()
+def webhooks(host: str = typer.Option("127.0.0.1", help="bind address (loopback by default)"),
+             port: int = typer.Option(8026)) -> None:
+    """Receive delivery receipts and replies (needs WEBHOOK_TOKEN; callbacks carry it)."""
+    from .webhooks import serve
+
+    serve(host=host, port=port)
+
+
+@app.command()
 def sandbox(host: str = typer.Option("127.0.0.1", help="bind address (loopback by default)"),
             port: int = typer.Option(8025), latency_ms: float = typer.Option(0.0, help="added to every answer")) -> None:
     """Run the local sandbox that implements all four provider APIs."""

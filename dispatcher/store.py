@@ -383,6 +383,50 @@ class Store:
                                                 M.c.status.in_([Status.QUEUED.value, Status.DEFERRED.value]))
                                 .values(status=Status.CANCELLED.value, reason="campaign cancelled", updated_at=now)).rowcount
 
+    def retry_candidates(self, campaign_id: int, statuses: Sequence[str], *, batch_seq: int | None = None,
+                         reason: str | None = None) -> list[int]:
+        """Ids of messages that may be sent again: matching status/batch/reason, never on the suppression list."""
+        q = select(M.c.id).where(M.c.campaign_id == campaign_id, M.c.status.in_(list(statuses)),
+                                 M.c.phone.not_in(select(S.c.phone)))
+        if batch_seq is not None:
+            q = q.where(M.c.batch_id.in_(select(B.c.id).where(B.c.campaign_id == campaign_id, B.c.seq == batch_seq)))
+        if reason:
+            q = q.where(M.c.reason.contains(reason))
+        with self.tx() as conn:
+            return [i for (i,) in conn.execute(q.order_by(M.c.id))]
+
+    def requeue_for_retry(self, message_ids: Sequence[int], statuses: Sequence[str], now: datetime) -> list[int]:
+        """Move the messages back to queued with a fresh attempt budget; returns their batch ids."""
+        batch_ids: set[int] = set()
+        with self.tx() as conn:
+            for i in range(0, len(message_ids), 1000):
+                ids = message_ids[i:i + 1000]
+                batch_ids |= {b for (b,) in conn.execute(select(M.c.batch_id).where(M.c.id.in_(ids)).distinct())}
+                conn.execute(update(M).where(M.c.id.in_(ids), M.c.status.in_(list(statuses))).values(
+                    status=Status.QUEUED.value, reason="retry requested", not_before=None, attempts=0, updated_at=now))
+        return sorted(batch_ids)
+
+    def batch_summary(self, campaign_id: int) -> list[dict[str, Any]]:
+        """Per batch: seq and counts of failed/unknown messages (only batches that have any)."""
+        with self.tx() as conn:
+            q = (select(B.c.seq, M.c.status, func.count()).join(B, B.c.id == M.c.batch_id)
+                 .where(M.c.campaign_id == campaign_id, M.c.status.in_([Status.FAILED.value, Status.UNKNOWN.value]))
+                 .group_by(B.c.seq, M.c.status).order_by(B.c.seq))
+            out: dict[int, dict[str, Any]] = {}
+            for seq, status, n in conn.execute(q):
+                out.setdefault(seq, {"batch": seq, "failed": 0, "unknown": 0})[status] = int(n)
+        return list(out.values())
+
+    def recent_attempts(self, campaign_id: int, since: datetime) -> int:
+        with self.tx() as conn:
+            return int(conn.execute(select(func.count()).select_from(A).where(
+                A.c.campaign_id == campaign_id, A.c.started_at >= since)).scalar_one())
+
+    def next_deferred(self, campaign_id: int) -> datetime | None:
+        with self.tx() as conn:
+            return conn.execute(select(func.min(M.c.not_before)).where(
+                M.c.campaign_id == campaign_id, M.c.status == Status.DEFERRED.value)).scalar_one()
+
     def messages(self, campaign_id: int) -> Iterator[dict[str, Any]]:
         with self.tx() as conn:
             yield from conn.execute(select(M).where(M.c.campaign_id == campaign_id).order_by(M.c.line)).mappings()
