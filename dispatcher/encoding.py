@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from gsm0338 import Codec
+from gsm0338 import Codec  # type: ignore[import-untyped]
 
 Encoding = Literal["GSM-7", "UCS-2"]
 

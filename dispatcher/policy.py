@@ -18,10 +18,11 @@ the jump; when it falls back, the first occurrence of the opening time counts.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
-from typing import Iterator, Literal, Sequence
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dispatcher.encoding import TextInfo, fits
@@ -39,11 +40,10 @@ __all__ = [
     "zone",
 ]
 
-UTC = timezone.utc
 HORIZON = timedelta(days=14)
 _DAY = timedelta(days=1)
 _SECOND = timedelta(seconds=1)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MIDNIGHT = time(0, 0)
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timezone
+from datetime import UTC, datetime, time
 
 import pytest
 
 from dispatcher.encoding import analyse
 from dispatcher.policy import Decision, QuietHours, decide, parse_opt_in, resolve_zones
 
-UTC = timezone.utc
 NIGHT_IN_NEW_YORK = datetime(2026, 1, 15, 3, 0, tzinfo=UTC)  # 22:00 EST
 NOON_IN_NEW_YORK = datetime(2026, 1, 15, 17, 0, tzinfo=UTC)
 QUIET = QuietHours(start=time(21), end=time(8))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from gsm0338 import Codec
+from gsm0338 import Codec  # type: ignore[import-untyped]
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
