@@ -14,7 +14,27 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+def _claim_redis_db() -> str:
+    """A Redis database of its own for this test session, so concurrent sessions never flush each other."""
+    import atexit
+
+    import redis
+
+    base = os.environ.get("TEST_REDIS_BASE", "redis://127.0.0.1:6379")
+    admin = redis.Redis.from_url(base + "/0")
+    try:
+        for db in range(9, 16):
+            key = f"dispatcher-tests:db:{db}"
+            if admin.set(key, os.getpid(), nx=True, ex=3600):
+                atexit.register(lambda k=key: admin.delete(k))
+                return f"{base}/{db}"
+    except redis.RedisError:
+        pass
+    return base + "/9"
+
+
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL") or _claim_redis_db()
+os.environ["TEST_REDIS_URL"] = TEST_REDIS_URL
 TEST_POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
