@@ -149,7 +149,7 @@ def limiter_key(provider: str, scope: str | None = None) -> str:
 # Times are microseconds of Redis time. Hash fields: tat = theoretical arrival time (the
 # schedule's end), f = fraction of the configured rate as of q, q = last throttle (start of
 # the quiet period), cut = last time the fraction was cut, blk = no slot before this time.
-# Numbers are written with %.17g: Lua's default tostring keeps 14 digits, too few for µs.
+# Numbers go to Redis formatted: Lua's default tostring keeps 14 digits, too few for µs.
 _SCRIPT = """
 if redis.replicate_commands then redis.replicate_commands() end
 local key, op, quiet = KEYS[1], ARGV[1], tonumber(ARGV[2])
@@ -173,7 +173,7 @@ local function expire(tat_)
     while g < 1 do g = g * 2; n = n + 1 end
     until_ = math.max(until_, q + n * quiet)
   end
-  redis.call('PEXPIRE', key, math.ceil((until_ - now) / 1000) + 1000)
+  redis.call('PEXPIRE', key, string.format('%d', math.ceil((until_ - now) / 1000) + 1000))
 end
 
 if op == 'acquire' then

@@ -91,11 +91,3 @@ class Provider(Protocol):
         """Read-only check of credentials and options against the provider; empty when fine."""
         ...
 
-
-def mask_number(number: str | None) -> str:
-    """A phone number fit for logs: ``+14155550147`` -> ``+1415***0147``."""
-    if not number:
-        return ""
-    if len(number) <= 8:
-        return "***" + number[-2:]
-    return f"{number[:5]}***{number[-4:]}"

@@ -15,7 +15,14 @@ from typing import Any, ClassVar, Mapping, Sequence
 import phonenumbers
 
 from dispatcher.providers.base import NumberFormat, Outcome, SendResult, SmsRequest
-from dispatcher.providers.http import HttpAdapter, Reply, local_result, option_text, outcome_from_status, outcome_from_text
+from dispatcher.providers.http import (
+    HttpAdapter,
+    Reply,
+    local_result,
+    option_text,
+    outcome_from_status,
+    outcome_from_text,
+)
 
 DELIVERY_METHODS = ("reverse", "standard", "transactional")
 
@@ -35,10 +42,11 @@ class Dripcel(HttpAdapter):
 
     @classmethod
     def _option_problems(cls, options: Mapping[str, Any]) -> list[str]:
-        problems = []
+        problems: list[str] = []
         method = options.get("delivery_method", "standard")
         if method not in DELIVERY_METHODS:
-            problems.append(f"provider.options.delivery_method must be one of {', '.join(DELIVERY_METHODS)}, got {method!r}")
+            problems.append(f"provider.options.delivery_method must be one of {', '.join(DELIVERY_METHODS)}, "
+                            f"got {method!r}")
         skip = options.get("skip_non_contacts", False)
         if not isinstance(skip, bool):
             problems.append(f"provider.options.skip_non_contacts must be true or false, got {skip!r}")
@@ -46,14 +54,15 @@ class Dripcel(HttpAdapter):
 
     def send(self, sms: SmsRequest, *, timeout: float) -> SendResult:
         """Send one SMS; a number that cannot be put in national form is REJECTED locally (tries=0)."""
-        cell = _national(sms.to)
-        if cell is None:
+        national = _national(sms.to)
+        if national is None:
             return local_result(Outcome.REJECTED, "invalid cell: not a parseable phone number")
+        cell, number_region = national
         options = self.config.options
         payload: dict[str, Any] = {
             "content": sms.text,
             "cell": cell,
-            "country": sms.region.upper(),
+            "country": (sms.region or number_region).upper(),
             "deliveryMethod": options.get("delivery_method", "standard"),
             "skipNonContacts": bool(options.get("skip_non_contacts", False)),
         }
@@ -111,12 +120,12 @@ def _classify(reply: Reply) -> SendResult:
     return reply.result(outcome_from_status(reply.status_code), detail=error)
 
 
-def _national(number: str) -> str | None:
-    """``+27821234567`` -> ``0821234567``: the national form, digits only."""
+def _national(number: str) -> tuple[str, str] | None:
+    """``+27821234567`` -> ``("0821234567", "ZA")``: the national form, digits only, and the number's region."""
     try:
         parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException:
         return None
-    digits = "".join(ch for ch in phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
-                     if ch.isdigit())
-    return digits or None
+    national = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
+    digits = "".join(ch for ch in national if ch.isdigit())
+    return (digits, phonenumbers.region_code_for_number(parsed) or "") if digits else None

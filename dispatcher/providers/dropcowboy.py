@@ -26,6 +26,7 @@ from dispatcher.providers.http import (
 )
 
 _AUDIO_SOURCES = ("recording_id", "voice_id", "audio_url")
+SMS_MAX_CHARS = 160
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,7 +59,7 @@ class DropCowboy(HttpAdapter):
     default_base_url: ClassVar[str] = "https://api.dropcowboy.com/v1"
     number_format: ClassVar[NumberFormat] = NumberFormat.E164
     concatenates: ClassVar[bool] = False
-    max_chars: ClassVar[int | None] = 160
+    max_chars: ClassVar[int | None] = SMS_MAX_CHARS
     required_credentials: ClassVar[tuple[str, ...]] = ("team_id", "secret")
     required_options: ClassVar[tuple[str, ...]] = ("caller_id", "pool_id")
     # brand_id and one audio source are for RVM; check() confirms brand_id/recording_id exist.
@@ -66,7 +67,7 @@ class DropCowboy(HttpAdapter):
 
     @classmethod
     def _option_problems(cls, options: Mapping[str, Any]) -> list[str]:
-        problems = []
+        problems: list[str] = []
         for key in ("caller_id", "forwarding_number"):
             value = option_text(options, key)
             if value is not None and not is_e164(value):
@@ -80,10 +81,11 @@ class DropCowboy(HttpAdapter):
         """Send one SMS; refuses locally (tries=0) without recorded opt-in or above 160 characters."""
         if not sms.opt_in:
             return local_result(Outcome.REJECTED, "dropcowboy requires opt_in=true and no consent is recorded")
-        if len(sms.text) > self.max_chars:  # type: ignore[operator]
-            return local_result(Outcome.REJECTED, f"sms_body is {len(sms.text)} characters; dropcowboy accepts 160")
+        if len(sms.text) > SMS_MAX_CHARS:
+            return local_result(Outcome.REJECTED,
+                                f"sms_body is {len(sms.text)} characters; dropcowboy accepts {SMS_MAX_CHARS}")
         options = self.config.options
-        payload = {
+        payload: dict[str, Any] = {
             **self._body_credentials(),
             "phone_number": sms.to,
             "caller_id": option_text(options, "caller_id"),
@@ -98,7 +100,7 @@ class DropCowboy(HttpAdapter):
         """Send one ringless voicemail; classified like an SMS."""
         optional = ("recording_id", "voice_id", "tts_body", "audio_url", "forwarding_number", "phone_ivr_id",
                     "pool_id", "postal_code")
-        payload = {
+        payload: dict[str, Any] = {
             **self._body_credentials(),
             "brand_id": rvm.brand_id,
             "foreign_id": rvm.message_id,
@@ -118,7 +120,8 @@ class DropCowboy(HttpAdapter):
         for kind, ident in wanted:
             answer = self._request("GET", self._url(kind), headers=self._headers(), timeout=timeout)
             if isinstance(answer, SendResult):
-                problems.append(f"GET /{kind}: {answer.detail}")
+                unanswered = f"no answer within {timeout:g}s" if answer.outcome is Outcome.UNKNOWN else answer.detail
+                problems.append(f"GET /{kind}: {unanswered}")
                 continue
             if answer.status_code in (401, 403):
                 problems.append(f"credentials refused: GET /{kind} answered HTTP {answer.status_code}")

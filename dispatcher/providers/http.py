@@ -33,7 +33,8 @@ import httpx
 import tenacity
 
 from dispatcher.errors import InputError
-from dispatcher.providers.base import NumberFormat, Outcome, ProviderConfig, SendResult, mask_number
+from dispatcher.phones import mask
+from dispatcher.providers.base import NumberFormat, Outcome, ProviderConfig, SendResult
 
 log = logging.getLogger(__name__)
 
@@ -168,11 +169,14 @@ def _conclude(last: httpx.Response | Exception, *, tries: int, duration: float, 
     if isinstance(last, _CONNECT_FAILURES):
         return settled(Outcome.RETRYABLE, f"could not reach the provider: {_describe(last)}")
     if isinstance(last, _UNSENDABLE):
-        return settled(Outcome.REJECTED, f"request could not be sent (check base_url and credentials): {_describe(last)}")
+        return settled(Outcome.REJECTED,
+                       f"request could not be sent (check base_url and credentials): {_describe(last)}")
     if isinstance(last, httpx.TimeoutException):
-        return settled(Outcome.UNKNOWN, f"no answer within {timeout:g}s after sending; the provider may have accepted it")
+        return settled(Outcome.UNKNOWN,
+                       f"no answer within {timeout:g}s after sending; the provider may have accepted it")
     if isinstance(last, Exception):
-        return settled(Outcome.UNKNOWN, f"connection failed after sending; the provider may have accepted it: {_describe(last)}")
+        return settled(Outcome.UNKNOWN,
+                       f"connection lost after sending; the provider may have accepted it: {_describe(last)}")
 
     after = retry_after(last.headers)
     text = last.text
@@ -230,7 +234,9 @@ def excerpt(text: str | None) -> str:
     return line if len(line) <= _EXCERPT else line[: _EXCERPT - 1] + "…"
 
 
-_SUPPRESSION = re.compile(r"opt(?:ed)?[\s_-]?out|black[\s_-]?list|unsubscri|do[\s_-]not[\s_-](?:contact|call)|\bdnc\b", re.I)
+_SUPPRESSION = re.compile(
+    r"opt(?:ed)?[\s_-]?out|black[\s_-]?list|unsubscri|do[\s_-]not[\s_-](?:contact|call)|\bdnc\b", re.I
+)
 _BILLING = re.compile(r"insufficient|out of credit|no credits?\b|billing|payment required|low balance", re.I)
 
 
@@ -339,6 +345,8 @@ class HttpAdapter:
     def _url(self, *parts: str) -> str:
         return "/".join([self.base_url.rstrip("/"), *(quote(part, safe="") for part in parts)])
 
-    def _request(self, method: str, url: str, *, timeout: float, to: str | None = None, **kwargs: Any) -> Reply | SendResult:
-        label = f"{self.name} {mask_number(to)}" if to else self.name
+    def _request(
+        self, method: str, url: str, *, timeout: float, to: str | None = None, **kwargs: Any
+    ) -> Reply | SendResult:
+        label = f"{self.name} {mask(to)}" if to else self.name
         return request(self.client, method, url, timeout=timeout, policy=self.retry, label=label, **kwargs)

@@ -26,7 +26,7 @@ FROM_MASK_MAX = 11
 _THROTTLE = {"E106", "E113", "E120"}
 _SUPPRESS = {"E114", "E715"}
 _BILLING = {"E713"}
-_AUTH = {f"E{n}" for n in range(100, 110)} - {"E106"} | {"E112"}
+_AUTH = ({f"E{n}" for n in range(100, 110)} - _THROTTLE) | {"E112"}
 _EVERY_SECONDS = re.compile(r"every\s+(\d+(?:\.\d+)?)\s*seconds?", re.I)
 
 
@@ -55,7 +55,7 @@ class Skycore(HttpAdapter):
 
     @classmethod
     def _option_problems(cls, options: Mapping[str, Any]) -> list[str]:
-        problems = []
+        problems: list[str] = []
         mask = option_text(options, "from-mask")
         if mask is not None and len(mask) > FROM_MASK_MAX:
             problems.append(f"provider.options.from-mask {mask!r} is longer than {FROM_MASK_MAX} characters "

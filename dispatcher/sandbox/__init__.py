@@ -22,4 +22,5 @@ def run(host: str = "127.0.0.1", port: int = 8025, latency_ms: float = 0.0) -> N
         log_level="warning",
         access_log=False,
         server_header=False,
+        timeout_graceful_shutdown=2,  # a scripted `slow` number must not hold a shutdown for 30 s
     )

@@ -8,7 +8,11 @@ from dispatcher.sandbox import run
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m dispatcher.sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m dispatcher.sandbox",
+        description="Serve the four provider APIs (Drop Cowboy, Dripcel, Skycore, Fone Dynamics) and the "
+                    "/_sandbox control API on one port. Contract: docs/sandbox.md.",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8025, help="port to bind (default 8025)")
     parser.add_argument("--latency-ms", type=float, default=0.0,

@@ -25,12 +25,12 @@ def create_app(*, latency_ms: float = 0.0) -> Starlette:
         await sb.receipts.aclose()
 
     app = Starlette(
-        routes=[
-            *control.routes(sb),
+        routes=[  # matched in order: the hot send paths first
             *dropcowboy.routes(sb),
             *dripcel.routes(sb),
             *skycore.routes(sb),
             *fonedynamics.routes(sb),
+            *control.routes(sb),
         ],
         lifespan=lifespan,
     )

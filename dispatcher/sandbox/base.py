@@ -104,13 +104,15 @@ def fault_response(status: int) -> Response:
     return JSONResponse({"error": f"sandbox: scripted failure (HTTP {status})"}, status_code=status)
 
 
-def endpoint(sb: Sandbox, dialect: Dialect, handler: Handler, *, body: bool = True) -> Callable[[Request], Awaitable[Response]]:
+def endpoint(sb: Sandbox, dialect: Dialect, handler: Handler, *,
+             body: bool = True) -> Callable[[Request], Awaitable[Response]]:
     """A Starlette endpoint running ``handler`` behind the shared pipeline (see module docstring)."""
     state = sb.state
     name = dialect.name
 
     async def view(request: Request) -> Response:
         received = time.time()
+        raw = b""
         payload: Any = None
         if body:
             raw = await request.body()
@@ -151,8 +153,7 @@ def endpoint(sb: Sandbox, dialect: Dialect, handler: Handler, *, body: bool = Tr
                 "method": scope["method"],
                 "path": scope["path"],
                 "query": scope["query_string"].decode("latin-1"),
-                "headers": {k.decode("latin-1"): v.decode("latin-1")
-                            for k, v in scope["headers"] if k not in SECRET_HEADERS},
+                "headers": [kv for kv in scope["headers"] if kv[0] not in SECRET_HEADERS],  # decoded when read
                 "json": logged,
                 "status": response.status_code,
                 "received_at": received,

@@ -54,7 +54,8 @@ def routes(sb: Sandbox) -> list[Route]:
         if problem is not None:
             return problem
         return JSONResponse({"requests": [
-            {**entry, "received_at": iso(entry["received_at"])}
+            {**entry, "headers": {k.decode("latin-1"): v.decode("latin-1") for k, v in entry["headers"]},
+             "received_at": iso(entry["received_at"])}
             for entry in state.log if provider is None or entry["provider"] == provider
         ]})
 

@@ -32,7 +32,8 @@ class Dripcel(Dialect):
 
     def authorized(self, request: Request, expected: Mapping[str, str | None]) -> bool:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and matches(key.strip(), expected["api_key"])
+        key = key.strip()
+        return scheme.lower() == "bearer" and " " not in key and matches(key, expected["api_key"])
 
     def unauthorized(self, body: Any) -> Response:
         return JSONResponse({"ok": False, "error": "Unauthorized"}, status_code=401)
@@ -77,7 +78,7 @@ def _sms_problem(body: dict[str, Any]) -> str | None:
     if options is not None:
         if not isinstance(options, dict):
             return "sendOptions: must be an object"
-        if "testMode" in options and not isinstance(options["testMode"], bool):
+        if options.get("testMode") is not None and not isinstance(options["testMode"], bool):
             return "sendOptions.testMode: must be true or false"
     return None
 

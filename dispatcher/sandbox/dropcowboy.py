@@ -89,7 +89,8 @@ def _optional(body: dict[str, Any], field: str, *, limit: int | None = None) -> 
     return None
 
 
-def _common(request: Request, body: dict[str, Any], sb: Sandbox, allowed: frozenset[str]) -> tuple[Response, Outcome] | None:
+def _common(request: Request, body: dict[str, Any], sb: Sandbox,
+            allowed: frozenset[str]) -> tuple[Response, Outcome] | None:
     unknown = sorted(set(body) - allowed)
     if unknown:
         return _rejected(body, f"{unknown[0]}: unknown field", "invalid_request")
@@ -172,7 +173,8 @@ def _rvm_problem(body: dict[str, Any], sb: Sandbox) -> str | None:
     return None
 
 
-async def _deliver(sb: Sandbox, body: dict[str, Any], key: str, *, cost: float, tts_fee: float = 0.0) -> tuple[Response, Outcome]:
+async def _deliver(sb: Sandbox, body: dict[str, Any], key: str, *, cost: float,
+                   tts_fee: float = 0.0) -> tuple[Response, Outcome]:
     """Scripted numbers, billing, then acceptance with a webhook."""
     phone: str = body["phone_number"]
     behaviour = sb.behaviour(phone)

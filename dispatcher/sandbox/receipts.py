@@ -51,12 +51,13 @@ class Receipts:
             self.client = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
         entry: dict[str, Any] = {"provider": provider, "url": url, "method": method, "json": payload,
                                  "status": None, "error": None, "sent_at": time.time()}
-        state = self.state  # a reset while we waited replaces stats and log: count in the new ones
+        state = self.state
         try:
             if method == "GET":
                 params = {k: "" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
                           for k, v in payload.items() if not isinstance(v, dict)}
-                response = await self.client.get(url, params=params)
+                # params= would replace a query the URL already has (a receiver's ?token=...): merge instead
+                response = await self.client.get(httpx.URL(url).copy_merge_params(params))
             else:
                 response = await self.client.post(url, json=payload)
             entry["status"] = response.status_code

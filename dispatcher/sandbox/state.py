@@ -168,9 +168,8 @@ class Config:
         staged.credentials = {p: dict(c) for p, c in self.credentials.items()}
         staged.fixtures = dict(self.fixtures)
         staged.throttle_rps = dict(self.throttle_rps)
-        # failure_status first: outage_seconds and failure_rate use it.
-        for key in sorted(patch, key=lambda k: k != "failure_status"):
-            staged._set(key, patch[key])
+        for key, value in patch.items():
+            staged._set(key, value)
         self.__dict__.update(staged.__dict__)
 
     def _set(self, key: str, value: Any) -> None:

@@ -115,3 +115,9 @@ def test_validate_options():
 def test_check_has_nothing_to_check(adapter):
     provider, script = adapter()
     assert provider.check(timeout=5) == [] and script.requests == []
+
+
+def test_country_falls_back_to_the_numbers_own_region(adapter, make_sms):
+    provider, script = adapter("dripcel/send_ok")
+    provider.send(make_sms(to="+27821234567", region=""), timeout=5)
+    assert (script.last_json()["cell"], script.last_json()["country"]) == ("0821234567", "ZA")

@@ -197,3 +197,8 @@ def test_empty_base_url_uses_the_public_default(adapter, make_sms):
     provider, script = adapter("dropcowboy/sms_queued", base_url="")
     provider.send(make_sms(), timeout=5)
     assert str(script.last.url) == "https://api.dropcowboy.com/v1/sms"
+
+
+def test_check_reports_a_silent_provider_plainly(adapter):
+    provider, _ = adapter(httpx.ReadTimeout("timed out"))
+    assert provider.check(timeout=2) == ["GET /pool: no answer within 2s"]

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from dispatcher.providers.base import Outcome, SendResult, mask_number
+from dispatcher.providers.base import Outcome, SendResult
 from dispatcher.providers.http import Reply, RetryPolicy, excerpt, outcome_from_text, request, retry_after
 
 URL = "https://provider.test/send"
@@ -211,8 +211,3 @@ def test_excerpt_is_one_short_line():
     assert excerpt("a\n  b") == "a b"
     assert len(excerpt("x" * 1000)) == 200
 
-
-@pytest.mark.parametrize(("number", "masked"), [("+14155550147", "+1415***0147"), ("+27821234567", "+2782***4567"),
-                                                ("", ""), ("12345", "***45")])
-def test_mask_number(number, masked):
-    assert mask_number(number) == masked
