@@ -93,8 +93,12 @@ def normalise(raw: str, default_region: str | None) -> PhoneNumber:
     number_region = phonenumbers.region_code_for_number(number)
     if number_region is None or number_region == "001":
         raise InvalidNumber("international non-geographic number (not in any country)")
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if len(_ZONES) > 200_000:
+        _ZONES.clear()
+    _ZONES[e164] = _zones_of(number, number_type)   # the loader asks next; spare it a second parse
     return PhoneNumber(
-        e164=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
+        e164=e164,
         region=number_region,
         country_code=country_code,
         national=phonenumbers.national_significant_number(number),
@@ -140,8 +144,25 @@ def mask(e164: str) -> str:
     return f"+{digits[:cc]}{national[:head]}***{national[n - tail:] if tail else ''}"
 
 
-@lru_cache(maxsize=65_536)
+_ZONES: dict[str, tuple[str, ...]] = {}
+
+
+def _zones_of(number: phonenumbers.PhoneNumber, number_type: int) -> tuple[str, ...]:
+    # What pn_timezone.time_zones_for_number does, without computing number_type a second time.
+    if phonenumbers.is_number_type_geographical(number_type, number.country_code):
+        zones = tuple(pn_timezone.time_zones_for_geographical_number(number))
+    else:
+        zones = tuple(pn_timezone._country_level_time_zones_for_number(number))
+    return () if zones == (_UNKNOWN_ZONE,) else zones
+
+
 def timezones_for(e164: str) -> tuple[str, ...]:
+    zones = _ZONES.get(e164)
+    return zones if zones is not None else _timezones_for(e164)
+
+
+@lru_cache(maxsize=65_536)
+def _timezones_for(e164: str) -> tuple[str, ...]:
     """The IANA zones ``phonenumbers`` gives for a number; ``()`` when it knows none.
 
     Geographic numbers map by prefix (one area code may span two zones); non-geographic
