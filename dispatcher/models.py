@@ -96,7 +96,7 @@ class Message(SQLModel, table=True):
     campaign_id: int = Field(foreign_key="campaign.id")
     batch_id: int = Field(foreign_key="batch.id")
     line: int                               # line of the contact file
-    phone: str = Field(max_length=20)       # E.164
+    phone: str = Field(max_length=320)      # E.164; the address for the email channel
     region: str = Field(max_length=3)
     timezones: str | None = Field(default=None, max_length=200)  # space-separated IANA zones
     fields: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -143,7 +143,7 @@ class RejectedRow(SQLModel, table=True):
 
 class Suppression(SQLModel, table=True):
     __tablename__ = "suppression"
-    phone: str = Field(primary_key=True, max_length=20)
+    phone: str = Field(primary_key=True, max_length=320)   # E.164, or an email address
     source: str = Field(max_length=32)          # manual, import, stop-reply, dropcowboy-dnc, skycore-E114, ...
     reason: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTC)
@@ -159,3 +159,15 @@ class WebhookEvent(SQLModel, table=True):
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTC)
     processed_at: datetime | None = Field(default=None, sa_type=UTC)
     result: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class ProviderList(SQLModel, table=True):
+    """A contact list we created at a provider, so `lists push` reuses it by name."""
+    __tablename__ = "provider_list"
+    __table_args__ = (UniqueConstraint("provider", "name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=32)
+    name: str = Field(max_length=200)
+    list_id: str = Field(max_length=128)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTC)
+    contacts_pushed: int = 0

@@ -229,9 +229,13 @@ class Store:
                                          M.c.not_before <= now).values(status=Status.QUEUED.value, updated_at=now))
             sub = select(M.c.id).where(M.c.batch_id == batch_id, M.c.status == Status.QUEUED.value).order_by(M.c.id).limit(limit)
             if self.is_pg:
-                sub = sub.with_for_update(skip_locked=True)
-            q = (update(M).where(M.c.id.in_(sub.scalar_subquery()), M.c.status == Status.QUEUED.value)
-                 .values(status=Status.SENDING.value, claimed_at=now, updated_at=now).returning(*cols))
+                # A CTE is evaluated once; a LIMIT ... SKIP LOCKED subquery inside IN may be re-run by the
+                # planner and claim more than ``limit`` rows.
+                picked = sub.with_for_update(skip_locked=True).cte("picked")
+                q = update(M).where(M.c.id.in_(select(picked.c.id)), M.c.status == Status.QUEUED.value).add_cte(picked)
+            else:
+                q = update(M).where(M.c.id.in_(sub.scalar_subquery()), M.c.status == Status.QUEUED.value)
+            q = q.values(status=Status.SENDING.value, claimed_at=now, updated_at=now).returning(*cols)
             rows = conn.execute(q).all()
             conn.execute(update(B).where(B.c.id == batch_id).values(touched_at=now))
         return [Claimed(*r) for r in sorted(rows, key=lambda r: r[0])]

@@ -1,0 +1,144 @@
+"""The store contract, run against SQLite and PostgreSQL over real connections."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Iterator
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlmodel import SQLModel
+
+from dispatcher.models import CampaignState, Status, utcnow
+from dispatcher.store import Outcome, Store, init_db, make_engine
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+        engine = make_engine(url)
+        init_db(engine)
+        yield Store(engine)
+        engine.dispose()
+        return
+    import os
+
+    if os.environ.get("DISPATCHER_SKIP_POSTGRES") == "1":
+        pytest.skip("DISPATCHER_SKIP_POSTGRES=1")
+    from tests.store_utils import fresh_postgres
+
+    with fresh_postgres() as url:
+        engine = make_engine(url)
+        init_db(engine)
+        yield Store(engine)
+        engine.dispose()
+
+
+def _campaign(store: Store, name: str = "c1") -> int:
+    c = store.create_campaign(name=name, provider="dropcowboy", source_path="/x/c.yaml", spec={"name": name},
+                              state=CampaignState.RUNNING.value, load_complete=True)
+    return int(c.id)  # type: ignore[arg-type]
+
+
+def _rows(phones: list[str], start_line: int = 2) -> list[dict]:
+    return [{"line": start_line + i, "phone": p, "region": "US", "body": f"hi {i}", "opt_in": True,
+             "status": Status.QUEUED.value, "fields": {}, "consent": {}} for i, p in enumerate(phones)]
+
+
+def test_migrations_create_exactly_the_models_schema(store):
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
+
+
+def test_insert_chunk_keeps_one_message_per_number_and_records_duplicates_with_their_first_line(store):
+    cid = _campaign(store)
+    ids, dups = store.insert_chunk(cid, 1, [_rows(["+12025550101", "+12025550102"])], [], loaded_lines=3)
+    assert len(ids) == 1 and dups == []
+    ids, dups = store.insert_chunk(cid, 2, [_rows(["+12025550102", "+12025550103"], start_line=4)], [], loaded_lines=5)
+    assert [d["reason"] for d in dups] == ["duplicate of line 3"]
+    counts = store.counts(cid)
+    assert counts["queued"] == 3 and counts["rejected"] == 1
+    assert store.campaign(cid).loaded_lines == 5
+
+
+def test_a_message_is_claimed_once_however_many_workers_race_for_it(store):
+    cid = _campaign(store)
+    (bid,), _ = store.insert_chunk(cid, 1, [_rows([f"+1202555{i:04d}" for i in range(200)])], [], loaded_lines=201)
+    got: list[int] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            claimed = store.claim(bid, 7, utcnow())
+            if not claimed:
+                return
+            with lock:
+                got.extend(m.id for m in claimed)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 200 and len(set(got)) == 200
+    assert store.counts(cid)["sending"] == 200
+
+
+def test_record_writes_status_and_attempt_only_for_claimed_messages(store):
+    cid = _campaign(store)
+    (bid,), _ = store.insert_chunk(cid, 1, [_rows(["+12025550101", "+12025550102"])], [], loaded_lines=3)
+    claimed = store.claim(bid, 1, utcnow())
+    now = utcnow()
+    att = {"message_id": claimed[0].id, "campaign_id": cid, "started_at": now, "duration_ms": 5, "http_status": 200,
+           "outcome": "sent", "provider_message_id": "d1", "provider_code": None, "detail": None}
+    unclaimed = claimed[0].id + 1
+    store.record([Outcome(claimed[0].id, Status.SENT.value, provider_message_id="d1", attempt=att),
+                  Outcome(unclaimed, Status.SENT.value)], now)
+    counts = store.counts(cid)
+    assert counts["sent"] == 1 and counts["queued"] == 1      # the unclaimed one was not touched
+    assert len(store.attempts_by_message(cid)[claimed[0].id]) == 1
+
+
+def test_deferred_messages_come_back_when_due_and_stale_claims_become_unknown(store):
+    cid = _campaign(store)
+    (bid,), _ = store.insert_chunk(cid, 1, [_rows(["+12025550101", "+12025550102"])], [], loaded_lines=3)
+    a, b = store.claim(bid, 2, utcnow())
+    later = utcnow() + timedelta(hours=3)
+    store.record([Outcome(a.id, Status.DEFERRED.value, "quiet hours", not_before=later)], utcnow())
+    assert store.release_due(utcnow()) == []
+    assert store.release_due(later + timedelta(seconds=1)) == [bid]
+    assert store.counts(cid)["queued"] == 1
+    assert store.expire_sending(utcnow() + timedelta(minutes=5), utcnow()) == 1   # b was never recorded
+    assert store.counts(cid)["unknown"] == 1
+
+
+def test_retry_candidates_never_include_suppressed_numbers(store):
+    cid = _campaign(store)
+    (bid,), _ = store.insert_chunk(cid, 1, [_rows(["+12025550101", "+12025550102"])], [], loaded_lines=3)
+    claimed = store.claim(bid, 2, utcnow())
+    store.record([Outcome(m.id, Status.FAILED.value, "HTTP 503") for m in claimed], utcnow())
+    store.suppress([("+12025550102", "stop-reply", None)])
+    ids = store.retry_candidates(cid, ["failed"])
+    assert ids == [claimed[0].id]
+    assert store.requeue_for_retry(ids, ["failed"], utcnow()) == [bid]
+    assert store.counts(cid)["queued"] == 1
+
+
+def test_suppression_keeps_the_first_entry(store):
+    assert store.suppress([("+12025550101", "manual", "asked")]) == 1
+    assert store.suppress([("+12025550101", "stop-reply", None), ("+12025550102", "import", None)]) == 1
+    assert "manual" in store.suppressed(["+12025550101"])["+12025550101"]
+    assert store.unsuppress("+12025550101") and not store.unsuppress("+12025550101")
+
+
+def test_campaign_completes_only_when_nothing_is_open(store):
+    cid = _campaign(store)
+    (bid,), _ = store.insert_chunk(cid, 1, [_rows(["+12025550101"])], [], loaded_lines=2)
+    assert not store.complete_if_done(cid)
+    (m,) = store.claim(bid, 1, utcnow())
+    store.record([Outcome(m.id, Status.SENT.value)], utcnow())
+    assert store.complete_if_done(cid)
+    assert store.campaign(cid).state == "completed"
