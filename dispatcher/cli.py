@@ -22,11 +22,13 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
 suppress_app = typer.Typer(no_args_is_help=True, help="The suppression list: numbers no campaign sends to.")
 providers_app = typer.Typer(no_args_is_help=True, help="Provider checks.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+lists_app = typer.Typer(no_args_is_help=True, help="Drop Cowboy contact lists.")
+app.add_typer(lists_app, name="lists")
 app.add_typer(suppress_app, name="suppress")
 app.add_typer(providers_app, name="providers")
 app.add_typer(db_app, name="db")
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _store():  # type: ignore[no-untyped-def]
@@ -398,6 +400,72 @@ def providers_check(campaign_file: Path) -> None:
             err.print(f"[red]{cls.name}[/red]: {p}")
         raise typer.Exit(1)
     out.print(f"[green]ok[/green] {cls.name}: credentials and named resources check out")
+
+
+def _lists_client(campaign_file: Path):  # type: ignore[no-untyped-def]
+    from .campaign import load_campaign
+    from .lists import client_for
+    from .runtime import http_client
+
+    c = load_campaign(campaign_file)
+    settings = get_settings()
+    http = http_client(settings)
+    return c, http, client_for(c, http, timeout=settings.http_timeout)
+
+
+@lists_app.command("push")
+def lists_push(campaign_file: Path, list_name: Optional[str] = typer.Option(None, "--list-name",
+               help="default: the campaign's name")) -> None:
+    """Create (or reuse) a list and append the campaign's eligible contacts (consent, not suppressed)."""
+    from .lists import push
+
+    c, http, lists = _lists_client(campaign_file)
+    with http:
+        r = push(c, _store(), lists, list_name=list_name)
+    out.print(f"{'created' if r.created else 'reused'} list {r.list_name!r} ({r.list_id}): pushed {r.pushed} contact(s), "
+              f"{r.accepted} accepted, {len(r.rejected)} rejected; fields {', '.join(r.fields)}"
+              + (f"; not sent: {', '.join(r.unmapped)}" if r.unmapped else ""))
+
+
+@lists_app.command("show")
+def lists_show(campaign_file: Path, list_ref: str = typer.Argument(..., help="list name (as pushed) or list id")) -> None:
+    """Show a list's details (contact count) as the provider has them."""
+    from .lists import resolve
+
+    c, http, lists = _lists_client(campaign_file)
+    list_id, _ = resolve(_store(), list_ref)
+    with http:
+        info = lists.get(list_id)
+    for k, v in info.items():
+        out.print(f"{k}: {v}")
+
+
+@lists_app.command("rename")
+def lists_rename(campaign_file: Path, list_ref: str, new_name: str) -> None:
+    """Rename a list at the provider."""
+    from .lists import renamed, resolve
+
+    c, http, lists = _lists_client(campaign_file)
+    store = _store()
+    list_id, _ = resolve(store, list_ref)
+    with http:
+        lists.rename(list_id, new_name)
+    renamed(store, list_id, new_name)
+    out.print(f"renamed {list_id} to {new_name!r}")
+
+
+@lists_app.command("delete")
+def lists_delete(campaign_file: Path, list_ref: str) -> None:
+    """Delete a list at the provider."""
+    from .lists import forget, resolve
+
+    c, http, lists = _lists_client(campaign_file)
+    store = _store()
+    list_id, _ = resolve(store, list_ref)
+    with http:
+        lists.delete(list_id)
+    forget(store, list_id)
+    out.print(f"deleted list {list_id}")
 
 
 def main() -> None:
