@@ -16,12 +16,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import httpx
 
 from . import encoding, policy
 from .campaign import Campaign, campaign_from_stored
+from .errors import TransientError
 from .models import CampaignState, Status, utcnow
 from .phones import mask
 from .providers import get_provider_class
@@ -35,7 +36,9 @@ log = logging.getLogger("dispatcher.engine")
 
 MAX_SLOT_WAIT = 2.0        # seconds a worker may sleep for its rate-limit slot before giving the work back
 SHORT_REQUEUE = 60.0       # deferrals due sooner than this re-enqueue their batch; later ones wait for beat
+DB_RETRY_CAP = 1.0         # seconds at most between tries of a claimed wave's database step while the database is away
 SENDABLE = (CampaignState.RUNNING.value,)
+T = TypeVar("T")
 
 
 @dataclass
@@ -128,7 +131,8 @@ class Dispatcher:
             if not claimed:
                 break
             rows, give_back, wait, stop = self._wave(ctx, claimed, now, result)
-            self.store.record(rows, self.clock())
+            self._patiently(f"recording {len(rows)} outcomes", lambda: self.store.record(rows, self.clock()),
+                            within=self.settings.stale_after)
             if give_back:
                 self.store.requeue(give_back, self.clock())
                 result.given_back += len(give_back)
@@ -151,9 +155,28 @@ class Dispatcher:
         self.store.complete_if_done(campaign_id)
         return result
 
+    def _patiently(self, what: str, step: Callable[[], T], *, within: float) -> T:
+        """Run a database step of a claimed wave. Its messages are claimed, and after the requests their outcomes
+        exist only in memory, so a database that is away for a moment (restart, failover) is waited for, up to
+        ``within`` seconds, instead of leaving the messages to become ``unknown``. Raises TransientError when it
+        stays away longer."""
+        deadline = time.monotonic() + within
+        pause = 0.1
+        while True:
+            try:
+                return step()
+            except TransientError as exc:
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.warning("%s: %s; trying again in %.1fs", what, exc, pause)
+                time.sleep(pause)
+                pause = min(pause * 2, DB_RETRY_CAP)
+
     def _wave(self, ctx: _Ctx, claimed: list[Claimed], now: datetime,
               result: BatchResult) -> tuple[list[Row], list[int], float, str | None]:
-        sup = self.store.suppressed(m.phone for m in claimed)
+        # Before any request: give up well before the reconciler may call these claims stale.
+        sup = self._patiently("reading the suppression list", lambda: self.store.suppressed([m.phone for m in claimed]),
+                              within=self.settings.stale_after / 2)
         qh = ctx.campaign.spec.quiet_hours.to_policy() if ctx.campaign.spec.quiet_hours else None
         rows: list[Row] = []
         to_send: list[Claimed] = []
@@ -197,7 +220,8 @@ class Dispatcher:
             elif row.status == Status.DEFERRED.value:
                 result.deferred += 1
         if suppress:
-            self.store.suppress(suppress)
+            self._patiently("adding to the suppression list", lambda: self.store.suppress(suppress),
+                            within=self.settings.stale_after)
         return rows, give_back, (0.0 if wait_min == float("inf") else wait_min), stop
 
     def _send_one(self, ctx: _Ctx, m: Claimed) -> tuple[float, SendResult | None]:

@@ -67,6 +67,7 @@ class ProviderConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
     callback_url: str | None = None      # our webhook receiver, when configured
     test_mode: bool = False
+    channel: str = "sms"                 # sms | rvm (Drop Cowboy) | email (Dripcel)
 
 
 class Provider(Protocol):

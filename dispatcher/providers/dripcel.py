@@ -27,6 +27,9 @@ from dispatcher.providers.http import (
 DELIVERY_METHODS = ("reverse", "standard", "transactional")
 
 
+EMAIL_DESTINATIONS_PER_REQUEST = 100
+
+
 def _auth_headers(api_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"}
 
@@ -39,9 +42,12 @@ class Dripcel(HttpAdapter):
     required_credentials: ClassVar[tuple[str, ...]] = ("api_key",)
     required_options: ClassVar[tuple[str, ...]] = ()
     optional_options: ClassVar[tuple[str, ...]] = ("delivery_method", "skip_non_contacts", "campaign_id")
+    channel_options: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
+        "email": (("from", "template_id"), ("filter_non_contacts", "destinations_per_request")),
+    }
 
     @classmethod
-    def _option_problems(cls, options: Mapping[str, Any]) -> list[str]:
+    def _option_problems(cls, options: Mapping[str, Any], *, channel: str = "sms") -> list[str]:
         problems: list[str] = []
         method = options.get("delivery_method", "standard")
         if method not in DELIVERY_METHODS:
@@ -50,6 +56,15 @@ class Dripcel(HttpAdapter):
         skip = options.get("skip_non_contacts", False)
         if not isinstance(skip, bool):
             problems.append(f"provider.options.skip_non_contacts must be true or false, got {skip!r}")
+        if channel == "email":
+            sender = options.get("from")
+            if sender is not None and (not isinstance(sender, str) or "@" not in sender):
+                problems.append(f"provider.options.from must be an email address, got {sender!r}")
+            size = options.get("destinations_per_request", EMAIL_DESTINATIONS_PER_REQUEST)
+            if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 1000:
+                problems.append(f"provider.options.destinations_per_request must be a whole number from 1 to 1000, got {size!r}")
+            if not isinstance(options.get("filter_non_contacts", False), bool):
+                problems.append("provider.options.filter_non_contacts must be true or false")
         return problems
 
     def send(self, sms: SmsRequest, *, timeout: float) -> SendResult:

@@ -64,9 +64,12 @@ class DropCowboy(HttpAdapter):
     required_options: ClassVar[tuple[str, ...]] = ("caller_id", "pool_id")
     # brand_id and one audio source are for RVM; check() confirms brand_id/recording_id exist.
     optional_options: ClassVar[tuple[str, ...]] = ("brand_id", *_AUDIO_SOURCES, "forwarding_number", "phone_ivr_id")
+    channel_options: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
+        "rvm": (("brand_id",), (*_AUDIO_SOURCES, "forwarding_number", "phone_ivr_id", "pool_id")),
+    }
 
     @classmethod
-    def _option_problems(cls, options: Mapping[str, Any]) -> list[str]:
+    def _option_problems(cls, options: Mapping[str, Any], *, channel: str = "sms") -> list[str]:
         problems: list[str] = []
         for key in ("caller_id", "forwarding_number"):
             value = option_text(options, key)
@@ -75,6 +78,9 @@ class DropCowboy(HttpAdapter):
         sources = [key for key in _AUDIO_SOURCES if option_text(options, key) is not None]
         if len(sources) > 1:
             problems.append(f"provider.options: give at most one RVM audio source, got {', '.join(sources)}")
+        if channel == "rvm" and not sources:
+            problems.append("provider.options: ringless voicemail needs one audio source: recording_id, voice_id "
+                            "(the message is read out as tts_body) or audio_url")
         return problems
 
     def send(self, sms: SmsRequest, *, timeout: float) -> SendResult:

@@ -38,7 +38,7 @@ class FoneDynamics(HttpAdapter):
     optional_options: ClassVar[tuple[str, ...]] = ("from",)
 
     @classmethod
-    def _option_problems(cls, options: Mapping[str, Any]) -> list[str]:
+    def _option_problems(cls, options: Mapping[str, Any], *, channel: str = "sms") -> list[str]:
         sender = options.get("from")
         problem = sender_problem(None if sender is None else str(sender))
         return [problem] if problem else []

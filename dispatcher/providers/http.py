@@ -298,15 +298,27 @@ class HttpAdapter:
     required_credentials: ClassVar[tuple[str, ...]]
     required_options: ClassVar[tuple[str, ...]]
     optional_options: ClassVar[tuple[str, ...]] = ()
+    # Channels other than sms that the provider offers: channel -> (required options, optional options).
+    channel_options: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {}
+
+    @classmethod
+    def options_for(cls, channel: str = "sms") -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(required, optional) option names for a channel; KeyError names the channels the provider has."""
+        if channel == "sms":
+            return cls.required_options, cls.optional_options
+        if channel not in cls.channel_options:
+            raise KeyError(f"{cls.name} has no {channel} channel (it has: {', '.join(['sms', *cls.channel_options])})")
+        return cls.channel_options[channel]
 
     def __init__(self, config: ProviderConfig, client: httpx.Client, *, retry: RetryPolicy = DEFAULT_RETRY) -> None:
         missing = [key for key in self.required_credentials if not config.credentials.get(key)]
         if missing:
             raise InputError(f"{self.name}: missing credential(s): {', '.join(missing)}")
-        known = (*self.required_options, *self.optional_options)
+        required, optional = self.options_for(config.channel)
+        known = (*required, *optional)
         problems = [f"provider.options.{key} is not an option of {self.name} (known: {', '.join(known) or 'none'})"
                     for key in config.options if key not in known]
-        problems += self.validate_options(config.options)
+        problems += self.validate_options(config.options, channel=config.channel)
         if problems:
             raise InputError("\n".join(problems))
         self.base_url = (config.base_url or self.default_base_url).strip()
@@ -317,22 +329,23 @@ class HttpAdapter:
         self.retry = retry
 
     @classmethod
-    def validate_options(cls, options: Mapping[str, Any]) -> list[str]:
+    def validate_options(cls, options: Mapping[str, Any], *, channel: str = "sms") -> list[str]:
         """Problems with the values of a campaign's ``provider.options``, one sentence each; empty when fine.
 
         Missing required options are problems; unknown keys are left to the campaign validator
         (which reports them with their line), and refused by the constructor.
         Subclasses add their own checks in ``_option_problems``.
         """
+        required, _ = cls.options_for(channel)
         problems = [
-            f"provider.options.{key} is required for {cls.name}"
-            for key in cls.required_options
+            f"provider.options.{key} is required for {cls.name}" + (f" {channel}" if channel != "sms" else "")
+            for key in required
             if option_text(options, key) is None
         ]
-        return problems + cls._option_problems(options)
+        return problems + cls._option_problems(options, channel=channel)
 
     @classmethod
-    def _option_problems(cls, options: Mapping[str, Any]) -> list[str]:
+    def _option_problems(cls, options: Mapping[str, Any], *, channel: str = "sms") -> list[str]:
         return []
 
     def check(self, *, timeout: float) -> list[str]:

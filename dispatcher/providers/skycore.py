@@ -54,7 +54,7 @@ class Skycore(HttpAdapter):
     optional_options: ClassVar[tuple[str, ...]] = ("from-mask", "campaign-ref", "click-tracking")
 
     @classmethod
-    def _option_problems(cls, options: Mapping[str, Any]) -> list[str]:
+    def _option_problems(cls, options: Mapping[str, Any], *, channel: str = "sms") -> list[str]:
         problems: list[str] = []
         mask = option_text(options, "from-mask")
         if mask is not None and len(mask) > FROM_MASK_MAX:
