@@ -13,20 +13,20 @@ import logging
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable, TypeVar
 
 import httpx
 
-from . import encoding, policy
+from . import channels, encoding, policy
 from .campaign import Campaign, campaign_from_stored
 from .errors import TransientError
 from .models import CampaignState, Status, utcnow
 from .phones import mask
 from .providers import get_provider_class
-from .providers.base import Outcome, Provider, ProviderConfig, SendResult, SmsRequest
+from .providers.base import Outcome, Provider, ProviderConfig, SendResult
 from .queue import TaskQueue, batch_label
 from .ratelimit import Rate, RateLimiter, limiter_key
 from .settings import Settings
@@ -37,7 +37,10 @@ log = logging.getLogger("dispatcher.engine")
 MAX_SLOT_WAIT = 2.0        # seconds a worker may sleep for its rate-limit slot before giving the work back
 SHORT_REQUEUE = 60.0       # deferrals due sooner than this re-enqueue their batch; later ones wait for beat
 DB_RETRY_CAP = 1.0         # seconds at most between tries of a claimed wave's database step while the database is away
+STATE_CHECK_EVERY = 1.0    # seconds between campaign-state reads while a batch sends (pause takes effect within)
+COLLECT_EVERY = 0.05       # seconds between looks at finished requests
 SENDABLE = (CampaignState.RUNNING.value,)
+_NO_LENGTH = encoding.TextInfo("GSM-7", 0, 1, 0)
 T = TypeVar("T")
 
 
@@ -61,6 +64,10 @@ class _Ctx:
     rate: Rate | None
     key: str
     max_segments: int
+    channel: str
+    options: dict[str, Any]
+    quiet_hours: policy.QuietHours | None
+    length_rule: bool
 
 
 def backoff(attempt: int) -> float:
@@ -96,11 +103,15 @@ class Dispatcher:
         if self.settings.webhook_base_url and self.settings.webhook_token:
             callback = (f"{self.settings.webhook_base_url.rstrip('/')}/webhooks/{cls.name}"
                         f"?token={self.settings.webhook_token.get_secret_value()}")
+        channel = getattr(c.spec, "channel", channels.SMS)
+        options = c.options(self.environ)
         config = ProviderConfig(base_url=c.base_url(self.environ) or cls.default_base_url,
-                                credentials=c.credentials(self.environ), options=c.options(self.environ),
-                                callback_url=callback, test_mode=c.spec.test_mode)
-        ctx = _Ctx(c, cls(config, self.client), Rate.parse(c.spec.provider.rate_limit, burst=c.spec.provider.burst) if c.spec.provider.rate_limit else None,
-                   limiter_key(cls.name, c.spec.provider.rate_scope), c.spec.max_segments)
+                                credentials=c.credentials(self.environ), options=options,
+                                callback_url=callback, test_mode=c.spec.test_mode, channel=channel)
+        rate = Rate.parse(c.spec.provider.rate_limit, burst=c.spec.provider.burst) if c.spec.provider.rate_limit else None
+        qh = c.spec.quiet_hours.to_policy() if c.spec.quiet_hours and channel != channels.EMAIL else None
+        ctx = _Ctx(c, cls(config, self.client), rate, limiter_key(cls.name, c.spec.provider.rate_scope),
+                   c.spec.max_segments, channel, options, qh, channels.needs_length_rule(channel))
         with self._lock:
             self._ctx[campaign_id] = (row.spec, ctx)
         return ctx
@@ -122,44 +133,87 @@ class Dispatcher:
             self.store.set_state(campaign_id, CampaignState.STOPPED, reason, only_from=[CampaignState.RUNNING])
             result.stopped = reason
             return result
+        k = self.settings.send_concurrency
+        grouped = ctx.channel in channels.GROUPED
+        unit = channels.group_size(ctx.options) if grouped else 1
+        flight: dict[Future[tuple[float, SendResult | None]], list[Claimed]] = {}
+        done: list[tuple[list[Claimed], float, SendResult]] = []
+        give_back: list[int] = []
         soonest: float | None = None
+        stop: str | None = None
+        drained = False
+        next_state_check = 0.0
         while True:
-            if self.store.campaign_state(campaign_id) not in SENDABLE:
-                break
-            now = self.clock()
-            claimed = self.store.claim(batch_id, self.settings.send_concurrency, now)
-            if not claimed:
-                break
-            rows, give_back, wait, stop = self._wave(ctx, claimed, now, result)
-            self._patiently(f"recording {len(rows)} outcomes", lambda: self.store.record(rows, self.clock()),
-                            within=self.settings.stale_after)
-            if give_back:
-                self.store.requeue(give_back, self.clock())
-                result.given_back += len(give_back)
-                soonest = wait if soonest is None else min(soonest, wait)
-                break
-            if stop:
-                self.store.requeue([m.id for m in claimed if m.id not in {r.message_id for r in rows}], self.clock())
-                self.store.set_state(campaign_id, CampaignState.STOPPED, stop, only_from=[CampaignState.RUNNING])
-                log.error("campaign %s stopped: %s", ctx.campaign.name, stop)
-                result.stopped = stop
-                break
-            for r in rows:
-                if r.status == Status.DEFERRED.value and r.not_before is not None:
-                    due = (r.not_before - self.clock()).total_seconds()
-                    if due < SHORT_REQUEUE:
-                        soonest = max(0.0, due) if soonest is None else min(soonest, max(0.0, due))
-        if soonest is not None and result.stopped is None:
+            # Refill: claim only what may be in flight, so a killed worker leaves at most k unrecorded claims.
+            claimed_open = sum(len(ms) for ms in flight.values()) + sum(len(ms) for ms, _, _ in done)
+            room = (k * unit if grouped else k) - claimed_open
+            if not drained and stop is None and not give_back and room >= max(1, (k * unit if grouped else k) // 2):
+                if time.monotonic() >= next_state_check:
+                    next_state_check = time.monotonic() + STATE_CHECK_EVERY
+                    if self.store.campaign_state(campaign_id) not in SENDABLE:
+                        drained = True
+                if not drained:
+                    now = self.clock()
+                    claimed = self.store.claim(batch_id, room, now)
+                    if not claimed:
+                        drained = True
+                    else:
+                        rows, to_send = self._decide(ctx, claimed, now, result)
+                        if rows:
+                            self._record(rows)
+                        for group in ([to_send[i:i + unit] for i in range(0, len(to_send), unit)] if grouped
+                                      else [[m] for m in to_send]):
+                            flight[self.pool.submit(self._send, ctx, group)] = group
+            if not flight and not done:
+                if drained or stop is not None or give_back:
+                    break
+                continue
+            if flight:
+                finished, _ = wait(list(flight), timeout=COLLECT_EVERY, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    group = flight.pop(fut)
+                    started, res = fut.result()
+                    if res is None:          # no rate-limit slot soon enough: started carries the wait
+                        give_back.extend(m.id for m in group)
+                        soonest = started if soonest is None else min(soonest, started)
+                    else:
+                        done.append((group, started, res))
+            if done and (not flight or len(done) >= max(1, k // 4) or stop is not None):
+                rows, stop_reason, suppress = self._outcomes(ctx, done, result)
+                done.clear()
+                if suppress:
+                    self._patiently("adding to the suppression list", lambda: self.store.suppress(suppress),
+                                    within=self.settings.stale_after)
+                self._record(rows)
+                if stop_reason and stop is None:
+                    stop = stop_reason
+                for r in rows:
+                    if r.status == Status.DEFERRED.value and r.not_before is not None:
+                        due = max(0.0, (r.not_before - self.clock()).total_seconds())
+                        if due < SHORT_REQUEUE:
+                            soonest = due if soonest is None else min(soonest, due)
+        if give_back:
+            self.store.requeue(give_back, self.clock())
+            result.given_back += len(give_back)
+        if stop is not None:
+            self.store.set_state(campaign_id, CampaignState.STOPPED, stop, only_from=[CampaignState.RUNNING])
+            log.error("campaign %s stopped: %s", ctx.campaign.name, stop)
+            result.stopped = stop
+        elif soonest is not None:
             result.requeue_in = soonest
             self.queue.send_batches([(batch_id, batch_label(ctx.campaign.name, seq, total))], countdown=soonest)
         self.store.complete_if_done(campaign_id)
         return result
 
+    def _record(self, rows: list[Row]) -> None:
+        self._patiently(f"recording {len(rows)} outcomes", lambda: self.store.record(rows, self.clock()),
+                        within=self.settings.stale_after)
+
     def _patiently(self, what: str, step: Callable[[], T], *, within: float) -> T:
-        """Run a database step of a claimed wave. Its messages are claimed, and after the requests their outcomes
-        exist only in memory, so a database that is away for a moment (restart, failover) is waited for, up to
-        ``within`` seconds, instead of leaving the messages to become ``unknown``. Raises TransientError when it
-        stays away longer."""
+        """Run a database step while messages are claimed. After the requests, their outcomes exist only in
+        memory, so a database that is away for a moment (restart, failover) is waited for, up to ``within``
+        seconds, instead of leaving the messages to become ``unknown``. Raises TransientError when it stays
+        away longer."""
         deadline = time.monotonic() + within
         pause = 0.1
         while True:
@@ -172,19 +226,19 @@ class Dispatcher:
                 time.sleep(pause)
                 pause = min(pause * 2, DB_RETRY_CAP)
 
-    def _wave(self, ctx: _Ctx, claimed: list[Claimed], now: datetime,
-              result: BatchResult) -> tuple[list[Row], list[int], float, str | None]:
+    def _decide(self, ctx: _Ctx, claimed: list[Claimed], now: datetime,
+                result: BatchResult) -> tuple[list[Row], list[Claimed]]:
+        """Send-time compliance: the rows for messages that must not go now, and the messages that may."""
         # Before any request: give up well before the reconciler may call these claims stale.
         sup = self._patiently("reading the suppression list", lambda: self.store.suppressed([m.phone for m in claimed]),
                               within=self.settings.stale_after / 2)
-        qh = ctx.campaign.spec.quiet_hours.to_policy() if ctx.campaign.spec.quiet_hours else None
         rows: list[Row] = []
         to_send: list[Claimed] = []
         for m in claimed:
-            info = encoding.analyse(m.body)
+            info = encoding.analyse(m.body) if ctx.length_rule else _NO_LENGTH
             d = policy.decide(opt_in=m.opt_in, suppressed_reason=sup.get(m.phone), info=info,
                               max_segments=ctx.max_segments, zones=tuple((m.timezones or "").split()),
-                              quiet_hours=qh, now=now)
+                              quiet_hours=ctx.quiet_hours, now=now)
             if d.action == "send":
                 to_send.append(m)
             elif d.action == "defer":
@@ -194,47 +248,50 @@ class Dispatcher:
                 reason = f"held: {d.reason}" if d.action == "hold" else d.reason
                 rows.append(Row(m.id, Status.SKIPPED.value, reason))
                 result.skipped += 1
-        futures = [(m, self.pool.submit(self._send_one, ctx, m)) for m in to_send]
-        give_back: list[int] = []
-        wait_min = float("inf")
+        return rows, to_send
+
+    def _outcomes(self, ctx: _Ctx, done: list[tuple[list[Claimed], float, SendResult]],
+                  result: BatchResult) -> tuple[list[Row], str | None, list[tuple[str, str, str | None]]]:
+        rows: list[Row] = []
         stop: str | None = None
         suppress: list[tuple[str, str, str | None]] = []
-        for m, fut in futures:
-            started, res = fut.result()
-            if res is None:          # no rate-limit slot soon enough: started carries the wait
-                give_back.append(m.id)
-                wait_min = min(wait_min, started)
-                continue
-            row, stop_reason, sup_entry = self._classify(ctx, m, res, started)
-            rows.append(row)
-            if sup_entry:
-                suppress.append(sup_entry)
-            if stop_reason and stop is None:
-                stop = stop_reason
-            if row.status == Status.SENT.value:
-                result.sent += 1
-            elif row.status == Status.FAILED.value:
-                result.failed += 1
-            elif row.status == Status.UNKNOWN.value:
-                result.unknown += 1
-            elif row.status == Status.DEFERRED.value:
-                result.deferred += 1
-        if suppress:
-            self._patiently("adding to the suppression list", lambda: self.store.suppress(suppress),
-                            within=self.settings.stale_after)
-        return rows, give_back, (0.0 if wait_min == float("inf") else wait_min), stop
+        for group, started, res in done:
+            for m in group:
+                row, stop_reason, sup_entry = self._classify(ctx, m, res, started)
+                rows.append(row)
+                if sup_entry:
+                    suppress.append(sup_entry)
+                if stop_reason and stop is None:
+                    stop = stop_reason
+                if row.status == Status.SENT.value:
+                    result.sent += 1
+                elif row.status == Status.FAILED.value:
+                    result.failed += 1
+                elif row.status == Status.UNKNOWN.value:
+                    result.unknown += 1
+                elif row.status == Status.DEFERRED.value:
+                    result.deferred += 1
+        return rows, stop, suppress
 
-    def _send_one(self, ctx: _Ctx, m: Claimed) -> tuple[float, SendResult | None]:
+    def _send(self, ctx: _Ctx, group: list[Claimed]) -> tuple[float, SendResult | None]:
+        """One request: a rate-limit slot (segments, or one per email address), then the provider call.
+        Returns (start time, result), or (seconds until a slot, None) when the slot is too far away."""
         if ctx.rate is not None:
-            r = self.limiter.acquire(ctx.key, ctx.rate, cost=m.segments, max_wait=MAX_SLOT_WAIT)
+            cost = sum(m.segments for m in group) if ctx.length_rule else len(group)
+            r = self.limiter.acquire(ctx.key, ctx.rate, cost=cost, max_wait=MAX_SLOT_WAIT)
             if not r.granted:
                 return r.wait, None
             if r.wait > 0:
                 time.sleep(r.wait)
         started = time.time()
-        sms = SmsRequest(message_id=str(m.id), to=m.phone, region=m.region, text=m.body, segments=m.segments,
-                         opt_in=m.opt_in, test_mode=ctx.campaign.spec.test_mode)
-        return started, ctx.provider.send(sms, timeout=self.settings.http_timeout)
+        timeout = self.settings.http_timeout
+        if ctx.channel in channels.GROUPED:
+            return started, channels.send_group(ctx.provider, addresses=[m.phone for m in group], options=ctx.options,
+                                                schedule=ctx.campaign.schedule_utc, timeout=timeout)
+        m = group[0]
+        return started, channels.send_one(ctx.provider, ctx.channel, message_id=m.id, to=m.phone, region=m.region,
+                                          body=m.body, segments=m.segments, opt_in=m.opt_in, fields=m.fields,
+                                          options=ctx.options, test_mode=ctx.campaign.spec.test_mode, timeout=timeout)
 
     def _classify(self, ctx: _Ctx, m: Claimed, res: SendResult,
                   started: float) -> tuple[Row, str | None, tuple[str, str, str | None] | None]:

@@ -77,6 +77,7 @@ class Claimed:
     opt_in: bool
     timezones: str | None
     attempts: int
+    fields: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +224,8 @@ class Store:
         A conditional UPDATE: a message already claimed (a redelivered task, a duplicate task) is never
         returned twice. Due deferred messages of the batch are released first.
         """
-        cols = (M.c.id, M.c.campaign_id, M.c.phone, M.c.region, M.c.body, M.c.segments, M.c.opt_in, M.c.timezones, M.c.attempts)
+        cols = (M.c.id, M.c.campaign_id, M.c.phone, M.c.region, M.c.body, M.c.segments, M.c.opt_in, M.c.timezones,
+                M.c.attempts, M.c.fields)
         with self.tx() as conn:
             conn.execute(update(M).where(M.c.batch_id == batch_id, M.c.status == Status.DEFERRED.value,
                                          M.c.not_before <= now).values(status=Status.QUEUED.value, updated_at=now))
