@@ -88,11 +88,16 @@ class Stack:
 
 
 def bare(stack: Stack, n: int, width: int) -> float:
+    """The dispatcher's HTTP stack alone: a thread pool, each thread with its own keep-alive httpx.Client."""
+    import threading
+
     headers = {"x-team-id": CREDS["DROPCOWBOY_TEAM_ID"], "x-secret": CREDS["DROPCOWBOY_SECRET"]}
-    with httpx.Client(base_url=stack.sandbox + "/v1", timeout=10,
-                      limits=httpx.Limits(max_connections=width * 2, max_keepalive_connections=width)) as http:
+    local = threading.local()
+    if True:
         def one(i: int) -> int:
-            return http.post("/sms", headers=headers, json={
+            if not hasattr(local, "http"):
+                local.http = httpx.Client(base_url=stack.sandbox + "/v1", timeout=10)
+            return local.http.post("/sms", headers=headers, json={
                 "team_id": "bench-team", "secret": "bench-secret", "phone_number": f"+1202{4000000 + i:07d}",
                 "caller_id": "+15557778888", "pool_id": "text", "sms_body": f"Hi {i}, 20% off today", "opt_in": True,
                 "foreign_id": str(i)}).status_code

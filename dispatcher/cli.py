@@ -110,7 +110,8 @@ def _dispatcher_for_cli(store, queue):  # type: ignore[no-untyped-def]
     from .runtime import http_client
 
     settings = get_settings()
-    return Dispatcher(settings, store, queue, RateLimiter(redis.Redis.from_url(settings.redis_url)), http_client(settings))
+    return Dispatcher(settings, store, queue, RateLimiter(redis.Redis.from_url(settings.redis_url)),
+                      lambda: http_client(settings))
 
 
 def _wait(store, campaign_id: int, timeout: float | None) -> None:  # type: ignore[no-untyped-def]

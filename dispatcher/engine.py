@@ -3,7 +3,8 @@
 ``send_batch`` claims a batch's queued messages a wave at a time (a conditional UPDATE, so a
 redelivered or duplicate task never sends twice), re-checks the compliance rules against the
 clock and the suppression list, takes a slot from the shared rate limiter, sends through the
-provider adapter on a thread pool (one keep-alive httpx client per process), and records each
+provider adapter on a thread pool (one small keep-alive httpx client per sending thread: one client
+shared by many threads spends its time in the connection pool's lock), and records each
 wave's outcomes and attempts in one transaction.
 """
 
@@ -61,6 +62,7 @@ class BatchResult:
 class _Ctx:
     campaign: Campaign
     provider: Provider
+    config: ProviderConfig
     rate: Rate | None
     key: str
     max_segments: int
@@ -77,13 +79,15 @@ def backoff(attempt: int) -> float:
 
 class Dispatcher:
     def __init__(self, settings: Settings, store: Store, queue: TaskQueue, limiter: RateLimiter,
-                 client: httpx.Client, *, clock: Callable[[], datetime] = utcnow,
+                 client_factory: Callable[[], httpx.Client], *, clock: Callable[[], datetime] = utcnow,
                  environ: dict[str, str] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.queue = queue
         self.limiter = limiter
-        self.client = client
+        self.client_factory = client_factory
+        self.client = client_factory()
+        self._local = threading.local()
         self.clock = clock
         self.environ = environ
         self.pool = ThreadPoolExecutor(max_workers=settings.send_concurrency, thread_name_prefix="send")
@@ -110,7 +114,7 @@ class Dispatcher:
                                 callback_url=callback, test_mode=c.spec.test_mode, channel=channel)
         rate = Rate.parse(c.spec.provider.rate_limit, burst=c.spec.provider.burst) if c.spec.provider.rate_limit else None
         qh = c.spec.quiet_hours.to_policy() if c.spec.quiet_hours and channel != channels.EMAIL else None
-        ctx = _Ctx(c, cls(config, self.client), rate, limiter_key(cls.name, c.spec.provider.rate_scope),
+        ctx = _Ctx(c, cls(config, self.client), config, rate, limiter_key(cls.name, c.spec.provider.rate_scope),
                    c.spec.max_segments, channel, options, qh, channels.needs_length_rule(channel))
         with self._lock:
             self._ctx[campaign_id] = (row.spec, ctx)
@@ -273,6 +277,17 @@ class Dispatcher:
                     result.deferred += 1
         return rows, stop, suppress
 
+    def _adapter(self, ctx: _Ctx) -> Provider:
+        """This thread's adapter for the campaign, on this thread's own client."""
+        local = self._local
+        if not hasattr(local, "client"):
+            local.client = self.client_factory()
+            local.adapters = {}
+        adapter = local.adapters.get(id(ctx))
+        if adapter is None:
+            adapter = local.adapters[id(ctx)] = type(ctx.provider)(ctx.config, local.client)
+        return adapter
+
     def _send(self, ctx: _Ctx, group: list[Claimed]) -> tuple[float, SendResult | None]:
         """One request: a rate-limit slot (segments, or one per email address), then the provider call.
         Returns (start time, result), or (seconds until a slot, None) when the slot is too far away."""
@@ -285,11 +300,12 @@ class Dispatcher:
                 time.sleep(r.wait)
         started = time.time()
         timeout = self.settings.http_timeout
+        provider = self._adapter(ctx)
         if ctx.channel in channels.GROUPED:
-            return started, channels.send_group(ctx.provider, addresses=[m.phone for m in group], options=ctx.options,
+            return started, channels.send_group(provider, addresses=[m.phone for m in group], options=ctx.options,
                                                 schedule=ctx.campaign.schedule_utc, timeout=timeout)
         m = group[0]
-        return started, channels.send_one(ctx.provider, ctx.channel, message_id=m.id, to=m.phone, region=m.region,
+        return started, channels.send_one(provider, ctx.channel, message_id=m.id, to=m.phone, region=m.region,
                                           body=m.body, segments=m.segments, opt_in=m.opt_in, fields=m.fields,
                                           options=ctx.options, test_mode=ctx.campaign.spec.test_mode, timeout=timeout)
 

@@ -25,9 +25,9 @@ _pid: int | None = None
 _dispatcher: "Dispatcher | None" = None
 
 
-def http_client(settings: Settings) -> httpx.Client:
-    n = settings.send_concurrency
-    return httpx.Client(limits=httpx.Limits(max_connections=n * 2, max_keepalive_connections=n),
+def http_client(settings: Settings, *, connections: int = 4) -> httpx.Client:
+    """A keep-alive client for one sending thread (or for the CLI's read-only calls)."""
+    return httpx.Client(limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
                         timeout=settings.http_timeout, follow_redirects=False)
 
 
@@ -48,6 +48,6 @@ def dispatcher() -> "Dispatcher":
                 make_engine.cache_clear()
             eng_store = store(settings)
             _dispatcher = Dispatcher(settings, eng_store, TaskQueue(settings),
-                                     RateLimiter(redis.Redis.from_url(settings.redis_url)), http_client(settings))
+                                     RateLimiter(redis.Redis.from_url(settings.redis_url)), lambda: http_client(settings))
             _pid = os.getpid()
         return _dispatcher
