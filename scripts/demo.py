@@ -91,6 +91,14 @@ def main() -> int:
         wait_for(lambda: http_ok(env["SANDBOX_URL"] + "/_sandbox/health"), "the sandbox")
         print(f"demo: sandbox on {env['SANDBOX_URL']}")
         subprocess.run([str(BIN / "dispatcher"), "db", "upgrade"], cwd=ROOT, env=env, check=True)
+        import secrets
+
+        hook_port = free_port()
+        env["WEBHOOK_TOKEN"] = secrets.token_urlsafe(24)
+        env["WEBHOOK_BASE_URL"] = f"http://127.0.0.1:{hook_port}"
+        start([str(BIN / "dispatcher"), "webhooks", "--port", str(hook_port)], "webhooks.log")
+        wait_for(lambda: http_ok(env["WEBHOOK_BASE_URL"] + "/healthz"), "the webhook receiver")
+        print(f"demo: webhook receiver on {env['WEBHOOK_BASE_URL']} (delivery receipts from the sandbox)")
         start([str(BIN / "celery"), "-A", "workers.app", "worker", "-c", "2", "-l", "warning", "-n", "demo@%h"], "worker.log")
         start([str(BIN / "celery"), "-A", "workers.app", "beat", "-l", "warning", "-s", str(RUN / "beat-schedule")], "beat.log")
         print("demo: worker (2 processes) and beat started; running examples/demo/campaign.yaml")
@@ -98,6 +106,17 @@ def main() -> int:
         rc = subprocess.run([str(BIN / "dispatcher"), "run", campaign, "--wait", "--timeout", "120"], cwd=ROOT, env=env).returncode
         if rc != 0:
             return rc
+        from sqlalchemy import create_engine, text
+
+        db_engine = create_engine(env["DATABASE_URL"])
+
+        def receipts_in() -> bool:
+            with db_engine.connect() as conn:
+                return not conn.execute(text("SELECT count(*) FROM message WHERE status = 'sent'")).scalar()
+        try:
+            wait_for(receipts_in, "delivery receipts", timeout=15)
+        except SystemExit:
+            print("demo: some delivery receipts have not arrived yet")
         subprocess.run([str(BIN / "dispatcher"), "report", "demo-winter-sale"], cwd=ROOT, env=env, check=True)
         got = httpx.get(env["SANDBOX_URL"] + "/_sandbox/requests", timeout=5).json()["requests"]
         print(f"demo: the sandbox received {len(got)} request(s); per recipient: "
