@@ -8,17 +8,18 @@ environment, never stored resolved.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import re
 from datetime import date, datetime, time, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import CampaignFileError, Location
+from .errors import CampaignFileError, ContactsError, Location
 from .template import MessageTemplate, TemplateError
 
 PROVIDER_NAMES = ("dropcowboy", "dripcel", "skycore", "fonedynamics")
@@ -218,37 +219,86 @@ def expand(value: str, env: Any) -> str:
 
 # ---------------------------------------------------------------- YAML with line numbers
 
+_BOOL_FIELDS = {("test_mode",)}            # where YAML 1.1's yes/no/on/off may stand for true/false
+_MAX_DEPTH = 64                            # campaign files are a few levels deep; more is a mistake (or an attack)
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_MERGE = "tag:yaml.org,2002:merge"
+_YAML_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")   # what YAML counts as a line break
+
+
 class _Located:
+    """What was learnt while building the document: the line of every path, its text, and the problems."""
+
     def __init__(self) -> None:
         self.lines: dict[Path_, int] = {}
+        self.texts: dict[Path_, str] = {}  # plain scalars as written, for messages about how YAML read them
         self.problems: list[tuple[Path_, str]] = []
-
-
-_constructor = yaml.constructor.SafeConstructor()
+        self.seen: set[int] = set()
+        self.constructor = yaml.constructor.SafeConstructor()
 
 
 def _build(node: yaml.Node, path: Path_, loc: _Located) -> Any:
+    """The document as plain data (JSON-safe: it is stored as written), recording lines and YAML 1.1 traps."""
     loc.lines[path] = node.start_mark.line + 1
+    if id(node) in loc.seen:
+        # An alias (*name): refused, which also rules out self-reference and "billion laughs" expansion.
+        loc.problems.append((path, "aliases (*name) are not supported in campaign files: write the value out"))
+        return None
+    loc.seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
+        first: dict[str, int] = {}
         for knode, vnode in node.value:
-            key = _constructor.construct_object(knode, deep=True)
-            if not isinstance(key, str):
-                key = str(knode.value)
+            line = knode.start_mark.line + 1
+            if not isinstance(knode, yaml.ScalarNode):
+                loc.lines[path + ("?",)] = line
+                loc.problems.append((path + ("?",), "a key must be a plain name, not a list or mapping"))
+                continue
+            if knode.tag == _MERGE:
+                loc.lines[path + ("<<",)] = line
+                loc.problems.append((path + ("<<",), "merge keys (<<) are not supported in campaign files"))
+                continue
+            key = knode.value   # as written: 'on:' stays "on", '1:' stays "1"
             kpath = path + (key,)
             if key in out:
-                loc.lines[kpath] = knode.start_mark.line + 1
-                loc.problems.append((kpath, "duplicate key"))
+                loc.lines[kpath] = line
+                loc.problems.append((kpath, f"duplicate key (first at line {first[key]})"))
                 continue
+            first[key] = line
             out[key] = _build(vnode, kpath, loc)
-            loc.lines[kpath] = knode.start_mark.line + 1
+            loc.lines[kpath] = line
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_build(n, path + (i,), loc) for i, n in enumerate(node.value)]
-    value = _constructor.construct_object(node, deep=True)
-    if isinstance(value, int) and not isinstance(value, bool) and node.style is None and ":" in node.value:
-        # YAML 1.1 sexagesimal: 21:00 is 1260. Keep the text so the field validator can say "quote it".
-        loc.problems.append((path, f"{node.value} must be quoted (\"{node.value}\"): unquoted, YAML reads it as the number {value}"))
+    return _scalar(node, path, loc)
+
+
+def _scalar(node: yaml.ScalarNode, path: Path_, loc: _Located) -> Any:
+    text = node.value
+    if node.tag == _TIMESTAMP:
+        # Dates and times stay text: the validators parse them (and say what is wrong), and the stored spec stays JSON.
+        return text
+    try:
+        value = loc.constructor.construct_object(node, deep=True)
+    except yaml.YAMLError as exc:
+        loc.problems.append((path, f"cannot read this value: {getattr(exc, 'problem', None) or exc}"))
+        return None
+    except ValueError:   # an integer too long for Python to convert
+        loc.problems.append((path, f"cannot read {_describe(text)} as a number: quote it if it is text"))
+        return None
+    if node.style is not None:
+        return value
+    loc.texts[path] = text
+    if isinstance(value, bool) and text.lower() not in ("true", "false") and path not in _BOOL_FIELDS:
+        loc.problems.append((path, f"{text} must be quoted (\"{text}\"): unquoted, YAML reads it as {str(value).lower()} "
+                                   "(write true or false if you mean a yes/no setting)"))
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and ":" in text:
+        # YAML 1.1 sexagesimal: 21:00 is 1260.
+        loc.problems.append((path, f"{text} must be quoted (\"{text}\"): unquoted, YAML reads it as the number {value}"))
+    elif isinstance(value, int) and not isinstance(value, bool) and re.fullmatch(r"[-+]?0[0-9_]+|[-+]?0[box][0-9a-fA-F_]+", text):
+        loc.problems.append((path, f"{text} must be quoted (\"{text}\"): unquoted, YAML reads it as the number {value}"))
+    elif isinstance(value, float) and not math.isfinite(value):
+        loc.problems.append((path, f"{text} is not a usable number"))
     return value
 
 
@@ -267,8 +317,66 @@ def _line_for(path: Path_, loc: _Located) -> int | None:
     return loc.lines.get((), None)
 
 
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> tuple[int, str]:
+    """(line, message) for a YAML syntax error."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = len(_YAML_BREAK.findall(text, 0, exc.position)) + 1 if isinstance(exc.position, int) else 1
+        if isinstance(exc.character, int):
+            return line, f"not valid YAML: the control character U+{exc.character:04X} is not allowed in a YAML file"
+        return line, f"not valid YAML: {exc.reason}"
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    context_mark = getattr(exc, "context_mark", None)
+    what = problem
+    if context and context_mark is not None and mark is not None and context_mark.line != mark.line:
+        what += f" ({context} that starts on line {context_mark.line + 1})"
+    elif context:
+        what = f"{context}, {problem}"
+    if "'\\t'" in problem:
+        what += " (YAML indentation must use spaces, not tabs)"
+    elif "mapping values are not allowed here" in problem:
+        what += " (check the indentation, or quote a value that contains ': ')"
+    return (mark.line + 1 if mark else 1), f"not valid YAML: {what}"
+
+
+def _too_deep(text: str) -> int:
+    """The line where nesting first passes _MAX_DEPTH (the event parser does not recurse, the composer does)."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > _MAX_DEPTH:
+                    return event.start_mark.line + 1
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
+        pass
+    return 1
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (an empty value)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def load_campaign(path: str | Path, *, environ: dict[str, str] | None = None, check_contacts: bool = True) -> Campaign:
-    """Read and validate a campaign file. Raises CampaignFileError listing every problem found."""
+    """Read and validate a campaign file. Raises CampaignFileError listing every problem found.
+
+    Every problem names the file and, but for an unreadable file, a line; never another exception
+    for any content of the file.
+    """
     source = Path(path)
     fname = str(path)
     env = os.environ if environ is None else environ
@@ -277,25 +385,37 @@ def load_campaign(path: str | Path, *, environ: dict[str, str] | None = None, ch
         return CampaignFileError([(Location(fname, line, field), msg) for line, field, msg in problems])
 
     try:
-        text = source.read_text(encoding="utf-8-sig")
+        data = source.read_bytes()
     except FileNotFoundError:
         raise fail([(None, None, "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise fail([(None, None, f"cannot read the file: {exc}")]) from None
+    except (OSError, ValueError) as exc:
+        raise fail([(None, None, f"cannot read the file: {getattr(exc, 'strerror', None) or exc}")]) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = len(re.findall(rb"\r\n|\r|\n", data[:exc.start])) + 1
+        raise fail([(line, None, f"not UTF-8 text (byte 0x{data[exc.start]:02x}): save the file as UTF-8")]) from None
+    if not text.strip():
+        raise fail([(1, None, "the file is empty: a campaign file is a YAML mapping (name:, provider:, contacts:, message:, ...)")])
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        what = getattr(exc, "problem", None) or str(exc)
-        raise fail([(mark.line + 1 if mark else None, None, f"not valid YAML: {what}")]) from None
-    if node is None or not isinstance(node, yaml.MappingNode):
-        raise fail([(1, None, "a campaign file is a YAML mapping (name:, provider:, contacts:, message:, ...)")])
+        line, msg = _yaml_problem(exc, text)
+        raise fail([(line, None, msg)]) from None
+    except RecursionError:
+        raise fail([(_too_deep(text), None, f"nested more than {_MAX_DEPTH} levels deep")]) from None
+    if node is None:
+        raise fail([(1, None, "the file has no content (only comments): a campaign file is a YAML mapping "
+                              "(name:, provider:, contacts:, message:, ...)")])
+    if not isinstance(node, yaml.MappingNode):
+        raise fail([(node.start_mark.line + 1, None, "a campaign file is a YAML mapping (name:, provider:, contacts:, "
+                                                     f"message:, ...), not {'a list' if isinstance(node, yaml.SequenceNode) else 'a single value'}")])
 
     loc = _Located()
     try:
         raw = _build(node, (), loc)
-    except yaml.YAMLError as exc:
-        raise fail([(None, None, f"not valid YAML: {exc}")]) from None
+    except RecursionError:
+        raise fail([(_too_deep(text), None, f"nested more than {_MAX_DEPTH} levels deep")]) from None
 
     problems: list[tuple[int | None, str | None, str]] = [(_line_for(p, loc), _field(p), m) for p, m in loc.problems]
     bad_paths = {p for p, _ in loc.problems}
@@ -304,42 +424,83 @@ def load_campaign(path: str | Path, *, environ: dict[str, str] | None = None, ch
         try:
             spec = CampaignSpec.model_validate(raw)
         except ValidationError as exc:
+            seen: set[Path_] = set()
             for err in exc.errors():
-                p: Path_ = tuple(err["loc"])
-                p = tuple(x for x in p if not (isinstance(x, str) and x in ("function-after", "function-before", "str", "int", "bool", "float")))
-                if any(p[: len(b)] == b for b in bad_paths):
-                    continue
-                problems.append((_line_for(p, loc), _field(p), _pydantic_message(err, raw, p)))
+                p = _data_path(raw, tuple(err["loc"]))
+                if p in seen or any(p[: len(b)] == b for b in bad_paths):
+                    continue   # one message per field: a union reports once per member type
+                seen.add(p)
+                problems.append((_line_for(p, loc), _field(p), _pydantic_message(err, p, loc)))
     if spec is not None:
         problems += _semantic_checks(spec, loc, env, source, check_contacts)
     if problems:
         problems.sort(key=lambda x: (x[0] or 0))
-        raise fail(problems)
+        raise fail(list(dict.fromkeys(problems)))
     assert spec is not None
     return Campaign(spec, raw, source)
 
 
-def _pydantic_message(err: dict[str, Any], raw: Any, path: Path_) -> str:
+def _data_path(raw: Any, err_loc: tuple[Any, ...]) -> Path_:
+    """The path into the document of a pydantic error location, without pydantic's own steps
+    ('function-after', union member names such as 'str' or 'int')."""
+    out: list[str | int] = []
+    node = raw
+    for step in err_loc:
+        if isinstance(node, dict) and step in node:
+            out.append(step)
+            node = node[step]
+        elif isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+            out.append(step)
+            node = node[step]
+        elif isinstance(node, dict) and isinstance(step, str) and _is_field_step(step):
+            out.append(step)    # a missing field: the error is about a key that is not there
+            node = None
+    return tuple(out)
+
+
+def _is_field_step(step: str) -> bool:
+    return step not in ("function-after", "function-before", "function-wrap", "str", "int", "float", "bool",
+                        "nullable", "literal", "union", "list", "dict") and not step.startswith(("function-", "literal["))
+
+
+def _pydantic_message(err: Any, path: Path_, loc: _Located) -> str:
     kind = err["type"]
+    value = err.get("input")
+    written = loc.texts.get(path)
     if kind == "extra_forbidden":
         return "unknown key (check the spelling; see the campaign file reference in README.md)"
     if kind == "missing":
         return "required field is missing"
     if kind == "literal_error":
-        return f"must be one of {err['ctx']['expected']}"
+        return f"must be one of {err['ctx']['expected']}, got {_describe(value)}"
     if kind == "value_error":
         return str(err["ctx"]["error"])
-    if kind in ("string_type",):
-        return f"must be a quoted string, got {err.get('input')!r}"
-    if kind in ("int_type", "int_parsing"):
-        return f"must be a whole number, got {err.get('input')!r}"
+    if value is None and kind.endswith("_type"):
+        return "has no value"
+    if kind == "string_type":
+        if isinstance(value, (dict, list)):
+            return f"must be text, not {_describe(value)}"
+        shown = written if written is not None else str(value)
+        return f"must be text: quote it (\"{shown}\"); unquoted, YAML reads it as {_describe(value)}"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"must be a whole number, got {_describe(value)}"
+    if kind in ("float_type", "float_parsing"):
+        return f"must be a number, got {_describe(value)}"
     if kind == "bool_type":
-        return f"must be true or false, got {err.get('input')!r}"
-    if kind == "dict_type":
-        return "must be a mapping (key: value lines)"
+        return f"must be true or false, got {_describe(value)}"
+    if kind in ("datetime_type", "datetime_parsing", "datetime_from_date_parsing"):
+        return "must be a date and time with a UTC offset, e.g. \"2026-12-01T09:00:00-05:00\""
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"must be a mapping (key: value lines), not {_describe(value)}"
     if kind == "list_type":
-        return "must be a list"
-    return err["msg"]
+        return f"must be a list, not {_describe(value)}"
+    if kind in ("greater_than_equal", "greater_than"):
+        return f"must be at least {err['ctx'].get('ge', err['ctx'].get('gt'))}, got {_describe(value)}"
+    if kind in ("less_than_equal", "less_than"):
+        return f"must be at most {err['ctx'].get('le', err['ctx'].get('lt'))}, got {_describe(value)}"
+    if kind.endswith("_type") and "union" not in kind:
+        return f"must be text, a number or true/false, not {_describe(value)}"
+    return str(err["msg"])
 
 
 def _semantic_checks(spec: CampaignSpec, loc: _Located, env: Any, source: Path,
@@ -351,17 +512,27 @@ def _semantic_checks(spec: CampaignSpec, loc: _Located, env: Any, source: Path,
     def add(path: Path_, msg: str) -> None:
         out.append((_line_for(path, loc), _field(path), msg))
 
-    for key, value in spec.provider.credentials.items():
+    def check_vars(path: Path_, value: str) -> None:
         for var in _VAR.findall(value):
             if var not in env:
-                add(("provider", "credentials", key), f"environment variable {var} is not set")
+                add(path, f"environment variable {var} is not set")
+
+    if spec.provider.base_url:
+        check_vars(("provider", "base_url"), spec.provider.base_url)
+    for key, value in spec.provider.credentials.items():
+        check_vars(("provider", "credentials", key), value)
     for key, value in spec.provider.options.items():
         if isinstance(value, str):
-            for var in _VAR.findall(value):
-                if var not in env:
-                    add(("provider", "options", key), f"environment variable {var} is not set")
+            check_vars(("provider", "options", key), value)
 
     cls = get_provider_class(spec.provider.name)
+    base_url = spec.provider.base_url
+    if not base_url and not cls.default_base_url:
+        add(("provider", "base_url"), f"{spec.provider.name} has no public default URL: set provider.base_url to the "
+                                      "API endpoint URL your account manager gave you (e.g. base_url: \"${SKYCORE_URL}\")")
+    elif base_url and not any(var not in env for var in _VAR.findall(base_url)):
+        if not re.match(r"https?://[^/\s]+", expand(base_url, env)):
+            add(("provider", "base_url"), f"{_describe(base_url)} is not an http:// or https:// URL")
     for cred in cls.required_credentials:
         if cred not in spec.provider.credentials:
             add(("provider", "credentials"), f"{spec.provider.name} needs credential '{cred}' (e.g. {cred}: \"${{{spec.provider.name.upper()}_{cred.upper()}}}\")")
@@ -371,18 +542,21 @@ def _semantic_checks(spec: CampaignSpec, loc: _Located, env: Any, source: Path,
     for opt in spec.provider.options:
         if opt not in known:
             add(("provider", "options", opt), f"unknown option for {spec.provider.name}; known: {sorted(known)}")
-    validate_options = getattr(cls, "validate_options", None)
-    if validate_options is not None:
-        opts = {k: (expand(v, env) if isinstance(v, str) else v) for k, v in spec.provider.options.items()
-                if not (isinstance(v, str) and any(var not in env for var in _VAR.findall(v)))}
-        for msg in validate_options(opts):
-            add(("provider", "options"), msg)
-    else:
-        for opt in cls.required_options:
-            if opt not in spec.provider.options:
-                add(("provider", "options"), f"provider.options.{opt} is required for {spec.provider.name}")
+    opts = {k: (expand(v, env) if isinstance(v, str) else v) for k, v in spec.provider.options.items()
+            if not (isinstance(v, str) and any(var not in env for var in _VAR.findall(v)))}
+    for msg in cls.validate_options(opts):
+        # The adapters say "provider.options.caller_id must be ...": locate it on that option's line.
+        m = re.match(r"provider\.options\.([\w-]+) (.*)$", msg, re.S)
+        if m:
+            add(("provider", "options", m.group(1)), m.group(2))
+        else:
+            add(("provider", "options"), msg.removeprefix("provider.options: "))
     if spec.max_segments > 1 and not cls.concatenates:
         add(("max_segments",), f"{spec.provider.name} sends one segment at most (no concatenation): max_segments must be 1")
+
+    if _VAR.search(spec.contacts.path):
+        add(("contacts", "path"), "${VAR} is not expanded here (only in provider.base_url, credentials and options): "
+                                  "write the path out")
 
     try:
         template = MessageTemplate(spec.message)
@@ -394,31 +568,98 @@ def _semantic_checks(spec: CampaignSpec, loc: _Located, env: Any, source: Path,
         contacts = Path(spec.contacts.path)
         contacts = contacts if contacts.is_absolute() else source.parent / contacts
         try:
-            header = read_header(contacts)
-        except OSError as exc:
-            add(("contacts", "path"), f"cannot open {contacts}: {exc.strerror or exc}")
+            header = check_header(contacts)
+        except ContactsError as exc:
+            add(("contacts", "path"), str(exc))
             return out
-        if header is None:
-            add(("contacts", "path"), f"{contacts} is empty: the first line must name the columns (phone, opt_in, ...)")
-            return out
-        for col in ("phone", "opt_in"):
-            if col not in header:
-                add(("contacts", "path"), f"{contacts}:1: column '{col}' is missing (columns found: {', '.join(header) or 'none'})")
         missing = sorted(template.variables - set(header))
         if missing:
-            add(("message",), f"template uses {', '.join(missing)}, which no column of {contacts.name} provides (columns: {', '.join(header)})")
+            add(("message",), f"template uses {', '.join(missing)}, which no column of {contacts.name} provides "
+                              f"(columns: {', '.join(c for c in header if c)})")
     return out
 
 
-def read_header(path: Path) -> list[str] | None:
-    """The contact file's column names, normalised (trimmed, lower-case); None for an empty file."""
+# ---------------------------------------------------------------- contact files (shared with the loader)
+
+REQUIRED_COLUMNS = ("phone", "opt_in")
+_LONE_CR = re.compile(rb"(?<=\r)(?!\n)")
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def contact_lines(path: Path) -> Iterator[str]:
+    """The file's lines, decoded one by one: UTF-8 (BOM stripped), else Windows-1252 for legacy exports.
+
+    Lines end at LF, CRLF or a lone CR (old Mac exports), with their ending kept as the csv module expects.
+    NUL characters become U+FFFD: they are never meant, and PostgreSQL text cannot hold them.
+    Raises OSError when the file cannot be opened or read.
+    """
     with open(path, "rb") as fh:
-        first = fh.readline()
-    if not first.strip():
-        return None
-    text = first.decode("utf-8-sig", errors="replace")
-    row = next(csv.reader([text]), [])
-    return [c.strip().lower() for c in row]
+        first = True
+        for raw in fh:
+            if first:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
+                first = False
+            for piece in _LONE_CR.split(raw) if b"\r" in raw else (raw,):
+                if not piece:
+                    continue
+                try:
+                    text = piece.decode("utf-8")
+                except UnicodeDecodeError:
+                    text = piece.decode("cp1252", errors="replace")
+                yield text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+def read_header(path: Path) -> list[str] | None:
+    """The contact file's column names, normalised (trimmed, lower-case); None when the first line is blank.
+
+    Raises ``ContactsError`` naming the file when it cannot be opened or its first line cannot be read.
+    """
+    try:
+        row = next(csv.reader(contact_lines(path), strict=True), [])
+    except OSError as exc:
+        raise ContactsError(f"cannot open {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:   # a NUL in the path
+        raise ContactsError(f"cannot open {path}: {exc}") from None
+    except csv.Error as exc:
+        raise ContactsError(f"{path}:1: the header cannot be read: {exc}") from None
+    header = [c.strip().lower() for c in row]
+    return header if any(header) else None
+
+
+def check_header(path: Path) -> list[str]:
+    """The header of a contact file fit for loading (as ``read_header``).
+
+    Raises ``ContactsError`` naming the file (and line 1) when it cannot be read, is empty, is UTF-16,
+    lacks a required column or names a column twice.
+    """
+    try:
+        with open(path, "rb") as fh:
+            start = fh.read(1 << 16)
+    except OSError as exc:
+        raise ContactsError(f"cannot open {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise ContactsError(f"cannot open {path}: {exc}") from None
+    if not start.strip() and len(start) < 1 << 16:
+        raise ContactsError(f"{path} is empty: the first line must name the columns (phone, opt_in, ...)")
+    if start.startswith(_UTF16_BOMS):
+        raise ContactsError(f"{path} is UTF-16 text: save it as \"CSV UTF-8\" (comma-separated)")
+    header = read_header(path)
+    if header is None:
+        raise ContactsError(f"{path}:1: the first line is blank: it must name the columns (phone, opt_in, ...)")
+    problems: list[str] = []
+    missing = [col for col in REQUIRED_COLUMNS if col not in header]
+    if missing:
+        problems.append(f"column{'s' if len(missing) > 1 else ''} {' and '.join(repr(c) for c in missing)} "
+                        f"{'are' if len(missing) > 1 else 'is'} missing (columns found: {', '.join(repr(c) for c in header if c)})")
+    twice = sorted({c for c in header if c and header.count(c) > 1})
+    if twice:
+        problems.append(f"column(s) {', '.join(repr(c) for c in twice)} appear more than once")
+    if problems:
+        sep = next((s for s in (";", "\t", "|") if len(header) == 1 and s in header[0]), None)
+        if sep is not None:
+            problems.append(f"the columns look separated by {sep!r}: save the file comma-separated")
+        raise ContactsError(f"{path}:1: " + "; ".join(problems))
+    return header
 
 
 def campaign_from_stored(raw: dict[str, Any], source: str) -> Campaign:

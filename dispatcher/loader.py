@@ -1,29 +1,32 @@
 """The loader: stream a contact file into per-recipient messages, batches and queued work.
 
-The file is read row by row (never whole). Each row becomes a message or a rejected row with a
-reason; nothing is dropped silently. Chunks are written in one transaction each and their
-batches enqueued at once, so the first message goes out while the rest still loads. A load that
-stops midway (a crash, a full disk) resumes after the last committed line when run again.
+The file is read row by row (never whole). Each data row becomes a message or a rejected row with a
+reason; nothing is dropped silently (rows whose every value is blank are not data). Chunks are
+written in one transaction each and their batches enqueued at once, so the first message goes out
+while the rest still loads. A load that stops midway (a crash, a full disk) leaves the campaign
+``stopped`` with a reason naming the last stored line, and resumes after that line when run again.
 """
 
 from __future__ import annotations
 
 import csv
-
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import encoding, phones, policy
-from .campaign import Campaign, read_header
-from .errors import ContactsError, InputError
+from .campaign import Campaign, check_header, contact_lines
+from .errors import InputError, StateError
 from .models import CampaignState, Status, utcnow
 from .queue import TaskQueue, batch_label
 from .store import Store
 from .template import TemplateError
 
 MAX_FIELD = 1_000_000
+# Numbers whose first line is remembered across chunks (about 130 bytes each), so that every duplicate names
+# the line of the message. Past this many, a duplicate within a chunk names the chunk's first line of that number.
+MAX_REMEMBERED = 1_000_000
 CONSENT_COLUMNS = ("opt_in_at", "opt_in_source", "opt_in_method", "consent_at", "consent_source")
 csv.field_size_limit(MAX_FIELD)
 
@@ -38,20 +41,6 @@ class LoadResult:
     enqueued: int = 0
     resumed: bool = False
     decisions: dict[str, int] = field(default_factory=dict)
-
-
-def _lines(path: Path) -> Iterator[str]:
-    """Decoded lines: UTF-8 (BOM stripped), falling back to Windows-1252 per line for legacy exports."""
-    with open(path, "rb") as fh:
-        first = True
-        for raw in fh:
-            if first:
-                raw = raw.removeprefix(b"\xef\xbb\xbf")
-                first = False
-            try:
-                yield raw.decode("utf-8")
-            except UnicodeDecodeError:
-                yield raw.decode("cp1252", errors="replace")
 
 
 def count_rows(path: Path) -> int:
@@ -74,9 +63,13 @@ class PlannedRow:
 
 
 class RowPlanner:
-    """Turns CSV rows into message rows with a plan-time decision. Pure but for the suppression lookup."""
+    """Turns CSV rows into message rows with a plan-time decision. Pure but for the suppression lookup.
 
-    def __init__(self, campaign: Campaign, *, now: datetime) -> None:
+    ``first_lines`` maps each number that became a message to its line: a later row with the same number
+    is rejected at once as its duplicate (without rendering it), however far apart the two rows are.
+    """
+
+    def __init__(self, campaign: Campaign, *, now: datetime, first_lines: dict[str, int] | None = None) -> None:
         self.c = campaign
         spec = campaign.spec
         self.region = spec.contacts.default_region
@@ -84,16 +77,28 @@ class RowPlanner:
         self.default_tz = spec.quiet_hours.default_timezone if spec.quiet_hours else None
         self.max_segments = spec.max_segments
         self.start_at = max(now, campaign.schedule_utc or now)
+        self.first_lines: dict[str, int] = {} if first_lines is None else first_lines
 
-    def row(self, line: int, header: list[str], values: list[str]) -> PlannedRow:
-        raw_phone = values[header.index("phone")].strip() if len(values) > header.index("phone") else None
+    def row(self, line: int, header: list[str], values: list[str], *, end: int | None = None) -> PlannedRow:
+        """Plan one data row that starts on ``line`` (and ends on ``end``, for rows with quoted line breaks)."""
+        at = header.index("phone")
+        raw_phone = values[at].strip() if len(values) > at else None
+        if len(values) > len(header) and not any(v.strip() for v in values[len(header):]):
+            values = values[:len(header)]   # trailing separators (a common export artefact) hold nothing
         if len(values) != len(header):
-            return PlannedRow(line, raw_phone, None, f"has {len(values)} values but the header names {len(header)} columns")
-        rec = {h: v.strip() for h, v in zip(header, values)}
+            reason = f"has {len(values)} values but the header names {len(header)} columns"
+            if end is not None and end > line:
+                reason += f" (the row runs on to line {end}: is a quote (\") left open?)"
+            return PlannedRow(line, raw_phone, None, reason)
+        assert raw_phone is not None
         try:
-            number = phones.normalise(rec["phone"], self.region)
+            number = phones.normalise(raw_phone, self.region)
         except phones.InvalidNumber as exc:
-            return PlannedRow(line, raw_phone, None, f"invalid number: {exc}")
+            return PlannedRow(line, raw_phone, None, f"invalid number: {self._number_problem(exc, raw_phone)}")
+        first = self.first_lines.get(number.e164)
+        if first is not None:
+            return PlannedRow(line, raw_phone, None, f"duplicate of line {first}")
+        rec = {h: v.strip() for h, v in zip(header, values)}
         try:
             opt_in = policy.parse_opt_in(rec.get("opt_in"))
         except ValueError as exc:
@@ -110,12 +115,21 @@ class RowPlanner:
             return PlannedRow(line, raw_phone, None, "message: the rendered text is empty")
         info = encoding.analyse(body)
         consent = {k: rec[k] for k in CONSENT_COLUMNS if rec.get(k)}
+        if len(self.first_lines) < MAX_REMEMBERED:
+            self.first_lines[number.e164] = line
         return PlannedRow(line, number.e164, {
             "line": line, "phone": number.e164, "region": number.region, "timezones": " ".join(zones) or None,
             "fields": {k: v for k, v in rec.items() if k not in ("phone", "opt_in")}, "consent": consent,
             "opt_in": opt_in, "body": body, "encoding": info.encoding, "segments": info.segments,
             "_info": info, "_zones": zones,
         }, None)
+
+    def _number_problem(self, exc: phones.InvalidNumber, raw: str) -> str:
+        reason = str(exc)
+        # A national number of another country, read in the default region, is "too long" or "not valid for US".
+        if self.region and raw[:1] not in ("+", "\uff0b") and (reason == "too long" or reason.startswith("not a valid number")):
+            reason += f" (read as a {self.region} number: write numbers of other countries with + and their country code)"
+        return reason
 
     def decide(self, p: PlannedRow, suppressed_reason: str | None) -> policy.Decision:
         v = p.values
@@ -124,16 +138,16 @@ class RowPlanner:
                              max_segments=self.max_segments, zones=v["_zones"], quiet_hours=self.qh, now=self.start_at)
 
 
-def iter_rows(path: Path) -> Iterator[tuple[int, list[str] | None, list[str] | None, str | None]]:
-    """(line, header, values, error) for every data row; blank lines are passed over."""
-    header = read_header(path)
-    if header is None:
-        raise ContactsError(f"{path}: the file is empty; the first line must name the columns")
-    reader = csv.reader(_lines(path))
-    try:
-        next(reader)
-    except csv.Error as exc:
-        raise ContactsError(f"{path}:1: the header cannot be read: {exc}") from None
+def iter_rows(path: Path) -> Iterator[tuple[int, int, list[str], list[str] | None, str | None]]:
+    """(first line, last line, header, values, error) for every data row; rows with nothing but blanks are passed over.
+
+    A row that cannot be parsed comes with ``values`` None and the reason in ``error``.
+    Raises ``ContactsError`` when the header is unusable (see ``campaign.check_header``).
+    """
+    header = check_header(path)
+    # strict: a stray quote makes a rejected row instead of silently swallowing the lines after it
+    reader = csv.reader(contact_lines(path), strict=True)
+    next(reader)   # the header: read and checked above
     while True:
         start = reader.line_num + 1
         try:
@@ -141,21 +155,38 @@ def iter_rows(path: Path) -> Iterator[tuple[int, list[str] | None, list[str] | N
         except StopIteration:
             return
         except csv.Error as exc:
-            yield start, header, None, f"row cannot be read: {exc}"
+            yield start, reader.line_num, header, None, _unreadable(exc, start, reader.line_num)
             continue
-        if not values or all(not v.strip() for v in values):
+        if not any(v.strip() for v in values):
             continue
-        yield start, header, values, None
+        yield start, reader.line_num, header, values, None
 
 
-def plan_rows(campaign: Campaign, store: Store, *, now: datetime, chunk: int = 5000,
-              skip_through: int = 0) -> Iterator[list[PlannedRow]]:
-    """Chunks of planned rows, each with its decision (suppression checked per chunk, one query)."""
-    planner = RowPlanner(campaign, now=now)
-    path = campaign.contacts_path
+def _unreadable(exc: csv.Error, start: int, end: int) -> str:
+    why = str(exc)
+    if "field limit" in why:
+        why = f"a value is longer than {MAX_FIELD:,} characters"
+    elif "unexpected end of data" in why:
+        why = "a quoted value is still open at the end of the file"
+    elif "expected after" in why:
+        why = "text follows the closing quote of a value (write \"\" for a quote inside a quoted value)"
+    if end > start:
+        why += f" (the row runs from line {start} to line {end}: is a quote (\") left open?)"
+    return f"row cannot be read: {why}"
+
+
+def plan_rows(campaign: Campaign, store: Store, *, now: datetime, chunk: int = 5000, skip_through: int = 0,
+              first_lines: dict[str, int] | None = None) -> Iterator[list[PlannedRow]]:
+    """Chunks of planned rows, each with its decision (suppression checked per chunk, one query).
+
+    Rows starting on or before ``skip_through`` are read but not planned. ``first_lines`` (number → line of its
+    message) lets a resumed load name the original line of a duplicate; it is updated as messages are planned.
+    """
+    planner = RowPlanner(campaign, now=now, first_lines=first_lines)
     buf: list[PlannedRow] = []
 
     def flush() -> list[PlannedRow]:
+        # Duplicates are normally caught by the planner; this catches those past MAX_REMEMBERED numbers.
         seen: dict[str, int] = {}
         for p in buf:
             if p.values is None:
@@ -171,14 +202,13 @@ def plan_rows(campaign: Campaign, store: Store, *, now: datetime, chunk: int = 5
         buf.clear()
         return out
 
-    for line, header, values, error in iter_rows(path):
+    for line, end, header, values, error in iter_rows(campaign.contacts_path):
         if line <= skip_through:
             continue
-        assert header is not None
-        if error is not None or values is None:
+        if values is None:
             buf.append(PlannedRow(line, None, None, error))
         else:
-            buf.append(planner.row(line, header, values))
+            buf.append(planner.row(line, header, values, end=end))
         if len(buf) >= chunk:
             yield flush()
     if buf:
@@ -189,6 +219,7 @@ def _message_row(p: PlannedRow) -> dict[str, Any]:
     v = {k: val for k, val in p.values.items() if not k.startswith("_")}  # type: ignore[union-attr]
     d = p.decision
     assert d is not None
+    v["not_before"] = None   # every row of one INSERT names the same columns
     if d.action == "send":
         v["status"], v["reason"] = Status.QUEUED.value, None
     elif d.action == "defer":
@@ -203,20 +234,43 @@ def _message_row(p: PlannedRow) -> dict[str, Any]:
 def load(campaign: Campaign, store: Store, queue: TaskQueue | None, *, batch_size: int = 200,
          chunk_rows: int = 5000, now: datetime | None = None,
          progress: Callable[[int], None] | None = None) -> LoadResult:
-    """Create (or resume) the campaign in the database and enqueue its work. Idempotent by campaign name."""
+    """Create (or resume) the campaign in the database and enqueue its work. Idempotent by campaign name.
+
+    Every data row ends up exactly once, as a message or a rejected row. Each chunk of rows is stored in one
+    transaction; when anything fails midway the campaign is left ``stopped`` with a reason naming the last
+    stored line, the exception propagates, and calling ``load`` again resumes after that line.
+    Without a queue nothing is enqueued: the campaign ends ``paused`` (``dispatcher resume`` sends it) or
+    ``scheduled``. Raises ``ContactsError`` before anything is stored when the contact file is unusable,
+    ``InputError`` when a campaign of that name exists with other settings, ``StateError`` when it was cancelled
+    before it finished loading.
+    """
     now = now or utcnow()
+    check_header(campaign.contacts_path)
     existing = store.find_campaign(campaign.name)
+    first_lines: dict[str, int] = {}
     if existing is not None:
         if existing.spec != campaign.raw:
             raise InputError(f"{campaign.source}: a campaign named {campaign.name!r} already exists with different "
                              "settings; give this one a new name (or remove the old one)")
-        result = LoadResult(existing.id, resumed=True)  # type: ignore[arg-type]
+        cid = int(existing.id)  # type: ignore[arg-type]
+        result = LoadResult(cid, resumed=True)
         if existing.load_complete:
             result.batches = existing.batch_count
+            if existing.state == CampaignState.LOADING.value:   # stopped between the last chunk and the state change
+                _finish(campaign, store, queue, cid, now)
             return result
-        cid = int(existing.id)  # type: ignore[arg-type]
+        if existing.state == CampaignState.CANCELLED.value:
+            raise StateError(f"campaign {campaign.name!r} was cancelled before it finished loading; "
+                             "give the campaign a new name to send this list")
+        if existing.state == CampaignState.STOPPED.value and (existing.state_reason or "").startswith(_STOPPED_LOADING):
+            store.set_state(cid, CampaignState.LOADING, only_from=[CampaignState.STOPPED])
         skip = existing.loaded_lines
         next_seq = existing.batch_count + 1
+        if skip:
+            for m in store.messages(cid):
+                if len(first_lines) >= MAX_REMEMBERED:
+                    break
+                first_lines[m["phone"]] = m["line"]
     else:
         scheduled = campaign.schedule_utc is not None and campaign.schedule_utc > now
         cid = int(store.create_campaign(
@@ -229,26 +283,35 @@ def load(campaign: Campaign, store: Store, queue: TaskQueue | None, *, batch_siz
     scheduled = campaign.schedule_utc is not None and campaign.schedule_utc > now
     sendable = not scheduled and queue is not None
     total_batches = max(1, -(-count_rows(campaign.contacts_path) // batch_size))
-    if sendable:
-        store.set_state(cid, CampaignState.RUNNING, only_from=[CampaignState.LOADING])
 
-    last_line = skip
+    committed = skip
+    doing = "starting"
     try:
-        for chunk in plan_rows(campaign, store, now=now, chunk=chunk_rows, skip_through=skip):
+        if sendable:
+            assert queue is not None
+            store.set_state(cid, CampaignState.RUNNING, only_from=[CampaignState.LOADING])
+            if next_seq > 1 and store.campaign_state(cid) == CampaignState.RUNNING.value:
+                # Batches stored before the interruption may never have reached the queue: claims make this safe.
+                doing = "enqueueing the batches stored before the interruption"
+                result.enqueued += _enqueue_open(store, queue, cid, now)
+        doing = f"reading the rows after line {committed}"
+        for chunk in plan_rows(campaign, store, now=now, chunk=chunk_rows, skip_through=skip, first_lines=first_lines):
             rejected = [{"line": p.line, "phone": (p.phone or "")[:64] or None, "reason": p.reason}
                         for p in chunk if p.values is None]
             rows = [_message_row(p) for p in chunk if p.values is not None]
+            batches = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+            queued_in = [any(r["status"] == Status.QUEUED.value for r in b) for b in batches]
+            doing = f"storing lines {chunk[0].line}-{chunk[-1].line}"
+            ids, dups = store.insert_chunk(cid, next_seq, batches, rejected, chunk[-1].line)
+            committed = chunk[-1].line
             for p in chunk:
                 if p.decision is not None:
                     result.decisions[p.decision.action] = result.decisions.get(p.decision.action, 0) + 1
-            batches = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
-            queued_in = [any(r["status"] == Status.QUEUED.value for r in b) for b in batches]
-            last_line = chunk[-1].line
-            ids, dups = store.insert_chunk(cid, next_seq, batches, rejected, last_line)
             result.rows += len(chunk)
             result.messages += len(rows) - len(dups)
             result.rejected += len(rejected) + len(dups)
             if sendable:
+                doing = f"enqueueing the batches of lines {chunk[0].line}-{chunk[-1].line}"
                 labels = [(bid, batch_label(campaign.name, next_seq + i, max(total_batches, next_seq + i)))
                           for i, bid in enumerate(ids) if queued_in[i]]
                 result.enqueued += queue.send_batches(labels)  # type: ignore[union-attr]
@@ -256,20 +319,40 @@ def load(campaign: Campaign, store: Store, queue: TaskQueue | None, *, batch_siz
             result.batches = next_seq - 1
             if progress:
                 progress(result.rows)
-    except InputError:
+            doing = f"reading the rows after line {committed}"
+        store.update_campaign(cid, load_complete=True, batch_count=next_seq - 1)
+    except BaseException as exc:
+        detail = (str(exc).strip().splitlines() or [""])[0][:200]   # never SQL parameters: they hold numbers
+        reason = (f"{_STOPPED_LOADING} {committed}: {doing} failed ({type(exc).__name__}{': ' + detail if detail else ''}); "
+                  "run the same command again to resume")
+        try:
+            store.set_state(cid, CampaignState.STOPPED, reason, only_from=[CampaignState.LOADING, CampaignState.RUNNING])
+        except Exception:  # noqa: BLE001 - the database may be what failed; the original error says more
+            pass
         raise
-    except Exception as exc:
-        store.set_state(cid, CampaignState.STOPPED,
-                        f"loading stopped after line {last_line}: {type(exc).__name__}: {exc}; "
-                        "run the same command again to resume", only_from=[CampaignState.LOADING, CampaignState.RUNNING])
-        raise
-    store.update_campaign(cid, load_complete=True, batch_count=next_seq - 1)
-    if scheduled:
-        store.set_state(cid, CampaignState.SCHEDULED, f"scheduled for {campaign.schedule_utc:%Y-%m-%d %H:%M} UTC",
-                        only_from=[CampaignState.LOADING])
-    elif queue is not None:
-        store.set_state(cid, CampaignState.RUNNING, only_from=[CampaignState.LOADING])
-        store.complete_if_done(cid)
+    _finish(campaign, store, queue, cid, now)
     return result
 
 
+_STOPPED_LOADING = "loading stopped after line"
+
+
+def _enqueue_open(store: Store, queue: TaskQueue, campaign_id: int, now: datetime) -> int:
+    ids = store.open_batches(campaign_id)
+    if not ids:
+        return 0
+    store.touch_batches(ids, now)
+    return queue.send_batches(store.batch_labels(ids))
+
+
+def _finish(campaign: Campaign, store: Store, queue: TaskQueue | None, campaign_id: int, now: datetime) -> None:
+    """The state of a fully loaded campaign: scheduled, running (perhaps already completed), or paused without a queue."""
+    if campaign.schedule_utc is not None and campaign.schedule_utc > now:
+        store.set_state(campaign_id, CampaignState.SCHEDULED, f"scheduled for {campaign.schedule_utc:%Y-%m-%d %H:%M} UTC",
+                        only_from=[CampaignState.LOADING])
+    elif queue is not None:
+        store.set_state(campaign_id, CampaignState.RUNNING, only_from=[CampaignState.LOADING])
+        store.complete_if_done(campaign_id)
+    else:
+        store.set_state(campaign_id, CampaignState.PAUSED, "loaded without a task queue, so nothing is enqueued: "
+                        f"`dispatcher resume {campaign.name}` starts sending", only_from=[CampaignState.LOADING])
