@@ -127,10 +127,10 @@ class QuietHoursSpec(_Strict):
 
 class CampaignSpec(_Strict):
     name: str
-    channel: Literal["sms"] = "sms"
+    channel: Literal["sms", "rvm", "email"] = "sms"
     provider: ProviderSpec
     contacts: ContactsSpec
-    message: str
+    message: str | None = None     # sms: the text; rvm with voice_id: the tts_body; email: the template is at Dripcel
     quiet_hours: QuietHoursSpec | None = None
     schedule: datetime | None = None
     max_segments: int = Field(default=1, ge=1, le=10)
@@ -152,8 +152,8 @@ class CampaignSpec(_Strict):
 
     @field_validator("message")
     @classmethod
-    def _message(cls, v: str) -> str:
-        if not v.strip():
+    def _message(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
             raise ValueError("the message is empty")
         return v
 
@@ -177,7 +177,7 @@ class Campaign:
         self.spec = spec
         self.raw = raw                 # as written, ${VAR} references unresolved: safe to store
         self.source = source
-        self.template = MessageTemplate(spec.message)
+        self.template = MessageTemplate(spec.message or "")
 
     @property
     def name(self) -> str:
@@ -187,6 +187,11 @@ class Campaign:
     def contacts_path(self) -> Path:
         p = Path(self.spec.contacts.path)
         return p if p.is_absolute() else (self.source.parent / p)
+
+    @property
+    def hold_until(self) -> datetime | None:
+        """When sending may start here: the schedule, except for email, which Dripcel schedules itself (to_start_at)."""
+        return None if self.spec.channel == "email" else self.schedule_utc
 
     @property
     def schedule_utc(self) -> datetime | None:
@@ -538,20 +543,34 @@ def _semantic_checks(spec: CampaignSpec, loc: _Located, env: Any, source: Path,
             add(("provider", "credentials"), f"{spec.provider.name} needs credential '{cred}' (e.g. {cred}: \"${{{spec.provider.name.upper()}_{cred.upper()}}}\")")
     for extra in set(spec.provider.credentials) - set(cls.required_credentials):
         add(("provider", "credentials", extra), f"unknown credential for {spec.provider.name}; expected {list(cls.required_credentials)}")
-    known = set(cls.required_options) | set(cls.optional_options)
+    from .channels import PROVIDER_OF, RVM, SMS
+
+    channel = spec.channel
+    if channel != SMS and PROVIDER_OF[channel] != spec.provider.name:
+        add(("channel",), f"the {channel} channel is offered by {PROVIDER_OF[channel]}, not {spec.provider.name}")
+        return out
+    required_opts, optional_opts = cls.options_for(channel)
+    known = set(required_opts) | set(optional_opts)
     for opt in spec.provider.options:
         if opt not in known:
             add(("provider", "options", opt), f"unknown option for {spec.provider.name}; known: {sorted(known)}")
     opts = {k: (expand(v, env) if isinstance(v, str) else v) for k, v in spec.provider.options.items()
             if not (isinstance(v, str) and any(var not in env for var in _VAR.findall(v)))}
-    for msg in cls.validate_options(opts):
+    for msg in cls.validate_options(opts, channel=channel):
         # The adapters say "provider.options.caller_id must be ...": locate it on that option's line.
         m = re.match(r"provider\.options\.([\w-]+) (.*)$", msg, re.S)
         if m:
             add(("provider", "options", m.group(1)), m.group(2))
         else:
             add(("provider", "options"), msg.removeprefix("provider.options: "))
-    if spec.max_segments > 1 and not cls.concatenates:
+    uses_text = channel == SMS or (channel == RVM and "voice_id" in spec.provider.options)
+    if uses_text and spec.message is None:
+        add(("message",) if channel == SMS else ("provider", "options", "voice_id"),
+            "required field is missing" if channel == SMS else "voice_id reads the campaign's message aloud: add message:")
+    elif not uses_text and spec.message is not None:
+        add(("message",), "not used by this campaign (email sends the Dripcel template_id; ringless voicemail with "
+                          "recording_id or audio_url has no text): remove it")
+    if spec.max_segments > 1 and channel == SMS and not cls.concatenates:
         add(("max_segments",), f"{spec.provider.name} sends one segment at most (no concatenation): max_segments must be 1")
 
     if _VAR.search(spec.contacts.path):
@@ -559,7 +578,7 @@ def _semantic_checks(spec: CampaignSpec, loc: _Located, env: Any, source: Path,
                                   "write the path out")
 
     try:
-        template = MessageTemplate(spec.message)
+        template = MessageTemplate(spec.message or "")
     except TemplateError as exc:
         add(("message",), str(exc))
         return out
@@ -568,7 +587,7 @@ def _semantic_checks(spec: CampaignSpec, loc: _Located, env: Any, source: Path,
         contacts = Path(spec.contacts.path)
         contacts = contacts if contacts.is_absolute() else source.parent / contacts
         try:
-            header = check_header(contacts)
+            header = check_header(contacts, required=required_columns(channel))
         except ContactsError as exc:
             add(("contacts", "path"), str(exc))
             return out
@@ -582,6 +601,10 @@ def _semantic_checks(spec: CampaignSpec, loc: _Located, env: Any, source: Path,
 # ---------------------------------------------------------------- contact files (shared with the loader)
 
 REQUIRED_COLUMNS = ("phone", "opt_in")
+
+
+def required_columns(channel: str) -> tuple[str, ...]:
+    return ("email", "opt_in") if channel == "email" else REQUIRED_COLUMNS
 _LONE_CR = re.compile(rb"(?<=\r)(?!\n)")
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
@@ -626,7 +649,7 @@ def read_header(path: Path) -> list[str] | None:
     return header if any(header) else None
 
 
-def check_header(path: Path) -> list[str]:
+def check_header(path: Path, *, required: tuple[str, ...] = REQUIRED_COLUMNS) -> list[str]:
     """The header of a contact file fit for loading (as ``read_header``).
 
     Raises ``ContactsError`` naming the file (and line 1) when it cannot be read, is empty, is UTF-16,
@@ -647,7 +670,7 @@ def check_header(path: Path) -> list[str]:
     if header is None:
         raise ContactsError(f"{path}:1: the first line is blank: it must name the columns (phone, opt_in, ...)")
     problems: list[str] = []
-    missing = [col for col in REQUIRED_COLUMNS if col not in header]
+    missing = [col for col in required if col not in header]
     if missing:
         problems.append(f"column{'s' if len(missing) > 1 else ''} {' and '.join(repr(c) for c in missing)} "
                         f"{'are' if len(missing) > 1 else 'is'} missing (columns found: {', '.join(repr(c) for c in header if c)})")

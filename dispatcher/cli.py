@@ -77,8 +77,6 @@ def run(campaign_file: Path, wait: bool = typer.Option(False, "--wait", help="sh
     store = _store()
     queue = _queue()
     existing = store.find_campaign(c.name)
-    if existing is not None and existing.state == CampaignState.STOPPED.value and not existing.load_complete:
-        store.set_state(int(existing.id), CampaignState.LOADING, only_from=[CampaignState.STOPPED])  # type: ignore[arg-type]
     with Progress(TextColumn("loading"), BarColumn(), MofNCompleteColumn(), console=err, transient=True) as prog:
         from .loader import count_rows
 
@@ -343,18 +341,19 @@ def suppress_import(csv_file: Path, region: str = typer.Option("US"), source: st
     from . import phones as ph
     from .campaign import read_header
 
+    from .campaign import contact_lines
+
     header = read_header(csv_file)
     if not header or "phone" not in header:
         raise InputError(f"{csv_file}:1: column 'phone' is missing")
     entries, bad = [], []
-    with open(csv_file, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh, fieldnames=header)
-        next(reader)
-        for row in reader:
-            try:
-                entries.append((ph.normalise(row.get("phone") or "", region).e164, source, row.get("reason") or None))
-            except ph.InvalidNumber as exc:
-                bad.append(f"{csv_file}:{reader.line_num}: {exc}")
+    reader = csv.DictReader(contact_lines(csv_file), fieldnames=header)
+    next(reader)
+    for row in reader:
+        try:
+            entries.append((ph.normalise(row.get("phone") or "", region).e164, source, row.get("reason") or None))
+        except ph.InvalidNumber as exc:
+            bad.append(f"{csv_file}:{reader.line_num}: {exc}")
     n = _store().suppress(entries)
     out.print(f"imported {n} new number(s); {len(entries) - n} already suppressed; {len(bad)} invalid")
     for b in bad[:20]:
@@ -394,7 +393,7 @@ def providers_check(campaign_file: Path) -> None:
     settings = get_settings()
     with http_client(settings) as client:
         adapter = cls(ProviderConfig(base_url=c.base_url() or cls.default_base_url, credentials=c.credentials(),
-                                     options=c.options(), test_mode=c.spec.test_mode), client)
+                                     options=c.options(), test_mode=c.spec.test_mode, channel=c.spec.channel), client)
         problems = adapter.check(timeout=settings.http_timeout)
     if problems:
         for p in problems:

@@ -302,8 +302,9 @@ class Dispatcher:
         timeout = self.settings.http_timeout
         provider = self._adapter(ctx)
         if ctx.channel in channels.GROUPED:
+            at = ctx.campaign.schedule_utc
             return started, channels.send_group(provider, addresses=[m.phone for m in group], options=ctx.options,
-                                                schedule=ctx.campaign.schedule_utc, timeout=timeout)
+                                                schedule=at if at and at > self.clock() else None, timeout=timeout)
         m = group[0]
         return started, channels.send_one(provider, ctx.channel, message_id=m.id, to=m.phone, region=m.region,
                                           body=m.body, segments=m.segments, opt_in=m.opt_in, fields=m.fields,

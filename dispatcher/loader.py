@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import encoding, phones, policy
-from .campaign import Campaign, check_header, contact_lines
+from .campaign import Campaign, check_header, contact_lines, required_columns
 from .errors import InputError, StateError
 from .models import CampaignState, Status, utcnow
 from .queue import TaskQueue, batch_label
@@ -52,6 +52,27 @@ def count_rows(path: Path) -> int:
     return max(n - 1, 0)
 
 
+_NO_TEXT_RULES = encoding.TextInfo("GSM-7", 0, 1, 0)   # rvm and email: no segment rule applies
+
+
+@dataclass(frozen=True, slots=True)
+class _Address:
+    """An email recipient, shaped like phones.PhoneNumber where the loader needs it."""
+    e164: str       # the normalised address (the column is shared with phone numbers)
+    region: str = ""
+
+
+def _email_address(raw: str) -> _Address:
+    """A syntactically valid address, normalised (domain lower-cased); ValueError with a short reason."""
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        info = validate_email(raw, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc).rstrip(".")) from None
+    return _Address(info.normalized.lower())   # one mailbox however its letters were cased
+
+
 @dataclass
 class PlannedRow:
     """One recipient as the plan sees it (used by the loader and by `dispatcher plan`)."""
@@ -75,13 +96,17 @@ class RowPlanner:
         self.region = spec.contacts.default_region
         self.qh = spec.quiet_hours.to_policy() if spec.quiet_hours else None
         self.default_tz = spec.quiet_hours.default_timezone if spec.quiet_hours else None
-        self.max_segments = spec.max_segments
-        self.start_at = max(now, campaign.schedule_utc or now)
+        self.channel = spec.channel
+        self.text_rules = spec.channel == "sms"          # one segment, GSM-7/UCS-2: SMS only
+        self.max_segments = spec.max_segments if self.text_rules else 1_000_000
+        if spec.channel == "email":
+            self.qh = None                                # quiet hours are calling/texting hours
+        self.start_at = max(now, campaign.hold_until or now)
         self.first_lines: dict[str, int] = {} if first_lines is None else first_lines
 
     def row(self, line: int, header: list[str], values: list[str], *, end: int | None = None) -> PlannedRow:
         """Plan one data row that starts on ``line`` (and ends on ``end``, for rows with quoted line breaks)."""
-        at = header.index("phone")
+        at = header.index("email" if self.channel == "email" else "phone")
         raw_phone = values[at].strip() if len(values) > at else None
         if len(values) > len(header) and not any(v.strip() for v in values[len(header):]):
             values = values[:len(header)]   # trailing separators (a common export artefact) hold nothing
@@ -91,10 +116,16 @@ class RowPlanner:
                 reason += f" (the row runs on to line {end}: is a quote (\") left open?)"
             return PlannedRow(line, raw_phone, None, reason)
         assert raw_phone is not None
-        try:
-            number = phones.normalise(raw_phone, self.region)
-        except phones.InvalidNumber as exc:
-            return PlannedRow(line, raw_phone, None, f"invalid number: {self._number_problem(exc, raw_phone)}")
+        if self.channel == "email":
+            try:
+                number = _email_address(raw_phone)
+            except ValueError as exc:
+                return PlannedRow(line, raw_phone, None, f"invalid email address: {exc}")
+        else:
+            try:
+                number = phones.normalise(raw_phone, self.region)
+            except phones.InvalidNumber as exc:
+                return PlannedRow(line, raw_phone, None, f"invalid number: {self._number_problem(exc, raw_phone)}")
         first = self.first_lines.get(number.e164)
         if first is not None:
             return PlannedRow(line, raw_phone, None, f"duplicate of line {first}")
@@ -104,22 +135,23 @@ class RowPlanner:
         except ValueError as exc:
             return PlannedRow(line, raw_phone, None, str(exc))
         try:
-            zones = policy.resolve_zones(rec.get("timezone") or None, number.e164, self.default_tz)
+            zones = (policy.resolve_zones(rec.get("timezone") or None, number.e164, self.default_tz)
+                     if self.channel != "email" else ())
         except ValueError as exc:
             return PlannedRow(line, raw_phone, None, f"timezone: {exc}")
         try:
             body = self.c.template.render(rec)
         except TemplateError as exc:
             return PlannedRow(line, raw_phone, None, f"message: {exc}")
-        if not body:
+        if not body and self.c.spec.message is not None:
             return PlannedRow(line, raw_phone, None, "message: the rendered text is empty")
-        info = encoding.analyse(body)
+        info = encoding.analyse(body) if self.text_rules else _NO_TEXT_RULES
         consent = {k: rec[k] for k in CONSENT_COLUMNS if rec.get(k)}
         if len(self.first_lines) < MAX_REMEMBERED:
             self.first_lines[number.e164] = line
         return PlannedRow(line, number.e164, {
             "line": line, "phone": number.e164, "region": number.region, "timezones": " ".join(zones) or None,
-            "fields": {k: v for k, v in rec.items() if k not in ("phone", "opt_in")}, "consent": consent,
+            "fields": {k: v for k, v in rec.items() if k not in ("phone", "email", "opt_in")}, "consent": consent,
             "opt_in": opt_in, "body": body, "encoding": info.encoding, "segments": info.segments,
             "_info": info, "_zones": zones,
         }, None)
@@ -138,13 +170,14 @@ class RowPlanner:
                              max_segments=self.max_segments, zones=v["_zones"], quiet_hours=self.qh, now=self.start_at)
 
 
-def iter_rows(path: Path) -> Iterator[tuple[int, int, list[str], list[str] | None, str | None]]:
+def iter_rows(path: Path, *, required: tuple[str, ...] = ("phone", "opt_in")
+              ) -> Iterator[tuple[int, int, list[str], list[str] | None, str | None]]:
     """(first line, last line, header, values, error) for every data row; rows with nothing but blanks are passed over.
 
     A row that cannot be parsed comes with ``values`` None and the reason in ``error``.
     Raises ``ContactsError`` when the header is unusable (see ``campaign.check_header``).
     """
-    header = check_header(path)
+    header = check_header(path, required=required)
     # strict: a stray quote makes a rejected row instead of silently swallowing the lines after it
     reader = csv.reader(contact_lines(path), strict=True)
     next(reader)   # the header: read and checked above
@@ -202,7 +235,8 @@ def plan_rows(campaign: Campaign, store: Store, *, now: datetime, chunk: int = 5
         buf.clear()
         return out
 
-    for line, end, header, values, error in iter_rows(campaign.contacts_path):
+    for line, end, header, values, error in iter_rows(campaign.contacts_path,
+                                                      required=required_columns(campaign.spec.channel)):
         if line <= skip_through:
             continue
         if values is None:
@@ -245,7 +279,7 @@ def load(campaign: Campaign, store: Store, queue: TaskQueue | None, *, batch_siz
     before it finished loading.
     """
     now = now or utcnow()
-    check_header(campaign.contacts_path)
+    check_header(campaign.contacts_path, required=required_columns(campaign.spec.channel))
     existing = store.find_campaign(campaign.name)
     first_lines: dict[str, int] = {}
     if existing is not None:
@@ -272,15 +306,15 @@ def load(campaign: Campaign, store: Store, queue: TaskQueue | None, *, batch_siz
                     break
                 first_lines[m["phone"]] = m["line"]
     else:
-        scheduled = campaign.schedule_utc is not None and campaign.schedule_utc > now
+        scheduled = campaign.hold_until is not None and campaign.hold_until > now
         cid = int(store.create_campaign(
             name=campaign.name, provider=campaign.spec.provider.name, channel=campaign.spec.channel,
             state=CampaignState.LOADING.value, source_path=str(campaign.source.resolve()), spec=campaign.raw,
-            schedule_at=campaign.schedule_utc, created_at=now,
+            schedule_at=campaign.hold_until, created_at=now,
             state_reason="scheduled" if scheduled else None).id)  # type: ignore[arg-type]
         result = LoadResult(cid)
         skip, next_seq = 0, 1
-    scheduled = campaign.schedule_utc is not None and campaign.schedule_utc > now
+    scheduled = campaign.hold_until is not None and campaign.hold_until > now
     sendable = not scheduled and queue is not None
     total_batches = max(1, -(-count_rows(campaign.contacts_path) // batch_size))
 
@@ -347,8 +381,8 @@ def _enqueue_open(store: Store, queue: TaskQueue, campaign_id: int, now: datetim
 
 def _finish(campaign: Campaign, store: Store, queue: TaskQueue | None, campaign_id: int, now: datetime) -> None:
     """The state of a fully loaded campaign: scheduled, running (perhaps already completed), or paused without a queue."""
-    if campaign.schedule_utc is not None and campaign.schedule_utc > now:
-        store.set_state(campaign_id, CampaignState.SCHEDULED, f"scheduled for {campaign.schedule_utc:%Y-%m-%d %H:%M} UTC",
+    if campaign.hold_until is not None and campaign.hold_until > now:
+        store.set_state(campaign_id, CampaignState.SCHEDULED, f"scheduled for {campaign.hold_until:%Y-%m-%d %H:%M} UTC",
                         only_from=[CampaignState.LOADING])
     elif queue is not None:
         store.set_state(campaign_id, CampaignState.RUNNING, only_from=[CampaignState.LOADING])

@@ -60,7 +60,7 @@ def run_plan(campaign_file: Path, store: Store, *, output: Path | None, samples:
                 if nb is not None and p.values is not None and p.values["_zones"]:
                     local = nb.astimezone(ZoneInfo(p.values["_zones"][0])).isoformat()
                 if len(examples[decision]) < samples:
-                    who = mask(p.values["phone"]) if p.values else (p.phone or "?")
+                    who = mask(p.values["phone"]) if p.values else "(as written)"
                     examples[decision].append(f"line {p.line} {who}: {reason or (p.values or {}).get('body', '')[:60]}"
                                               + (f" (until {nb:%Y-%m-%d %H:%M} UTC, {local[11:16]} local)" if nb else ""))
                 if writer:
