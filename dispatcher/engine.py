@@ -66,6 +66,7 @@ class _Ctx:
     rate: Rate | None
     key: str
     max_segments: int
+    account_rate: Rate | None
     channel: str
     options: dict[str, Any]
     quiet_hours: policy.QuietHours | None
@@ -114,8 +115,10 @@ class Dispatcher:
                                 callback_url=callback, test_mode=c.spec.test_mode, channel=channel)
         rate = Rate.parse(c.spec.provider.rate_limit, burst=c.spec.provider.burst) if c.spec.provider.rate_limit else None
         qh = c.spec.quiet_hours.to_policy() if c.spec.quiet_hours and channel != channels.EMAIL else None
+        account = self.settings.provider_rate_limits.get(cls.name)
         ctx = _Ctx(c, cls(config, self.client), config, rate, limiter_key(cls.name, c.spec.provider.rate_scope),
-                   c.spec.max_segments, channel, options, qh, channels.needs_length_rule(channel))
+                   c.spec.max_segments, Rate.parse(account) if account else None, channel, options, qh,
+                   channels.needs_length_rule(channel))
         with self._lock:
             self._ctx[campaign_id] = (row.spec, ctx)
         return ctx
@@ -138,6 +141,7 @@ class Dispatcher:
             result.stopped = reason
             return result
         k = self.settings.send_concurrency
+        interrupted: TransientError | None = None
         grouped = ctx.channel in channels.GROUPED
         unit = channels.group_size(ctx.options) if grouped else 1
         flight: dict[Future[tuple[float, SendResult | None]], list[Claimed]] = {}
@@ -152,22 +156,29 @@ class Dispatcher:
             claimed_open = sum(len(ms) for ms in flight.values()) + sum(len(ms) for ms, _, _ in done)
             room = (k * unit if grouped else k) - claimed_open
             if not drained and stop is None and not give_back and room >= max(1, (k * unit if grouped else k) // 2):
-                if time.monotonic() >= next_state_check:
-                    next_state_check = time.monotonic() + STATE_CHECK_EVERY
-                    if self.store.campaign_state(campaign_id) not in SENDABLE:
-                        drained = True
-                if not drained:
-                    now = self.clock()
-                    claimed = self.store.claim(batch_id, room, now)
-                    if not claimed:
-                        drained = True
-                    else:
-                        rows, to_send = self._decide(ctx, claimed, now, result)
-                        if rows:
-                            self._record(rows)
-                        for group in ([to_send[i:i + unit] for i in range(0, len(to_send), unit)] if grouped
-                                      else [[m] for m in to_send]):
-                            flight[self.pool.submit(self._send, ctx, group)] = group
+                try:
+                    if time.monotonic() >= next_state_check:
+                        next_state_check = time.monotonic() + STATE_CHECK_EVERY
+                        if self.store.campaign_state(campaign_id) not in SENDABLE:
+                            drained = True
+                    if not drained:
+                        now = self.clock()
+                        claimed = self.store.claim(batch_id, room, now)
+                        if not claimed:
+                            drained = True
+                        else:
+                            rows, to_send = self._decide(ctx, claimed, now, result)
+                            if rows:
+                                self._record(rows)
+                            for group in ([to_send[i:i + unit] for i in range(0, len(to_send), unit)] if grouped
+                                          else [[m] for m in to_send]):
+                                flight[self.pool.submit(self._send, ctx, group)] = group
+                except TransientError as exc:
+                    # The database went away between claims: finish and record what is in flight (recording
+                    # waits for it), then let the task be retried for the rest of the batch.
+                    if not flight and not done:
+                        raise
+                    interrupted, drained = exc, True
             if not flight and not done:
                 if drained or stop is not None or give_back:
                     break
@@ -196,6 +207,8 @@ class Dispatcher:
                         due = max(0.0, (r.not_before - self.clock()).total_seconds())
                         if due < SHORT_REQUEUE:
                             soonest = due if soonest is None else min(soonest, due)
+        if interrupted is not None:
+            raise interrupted
         if give_back:
             self.store.requeue(give_back, self.clock())
             result.given_back += len(give_back)
@@ -291,13 +304,16 @@ class Dispatcher:
     def _send(self, ctx: _Ctx, group: list[Claimed]) -> tuple[float, SendResult | None]:
         """One request: a rate-limit slot (segments, or one per email address), then the provider call.
         Returns (start time, result), or (seconds until a slot, None) when the slot is too far away."""
-        if ctx.rate is not None:
-            cost = sum(m.segments for m in group) if ctx.length_rule else len(group)
-            r = self.limiter.acquire(ctx.key, ctx.rate, cost=cost, max_wait=MAX_SLOT_WAIT)
-            if not r.granted:
-                return r.wait, None
-            if r.wait > 0:
-                time.sleep(r.wait)
+        cost = sum(m.segments for m in group) if ctx.length_rule else len(group)
+        wait_for = 0.0
+        for key, rate in ((limiter_key(ctx.provider.name, "deployment"), ctx.account_rate), (ctx.key, ctx.rate)):
+            if rate is not None:
+                r = self.limiter.acquire(key, rate, cost=cost, max_wait=MAX_SLOT_WAIT)
+                if not r.granted:
+                    return r.wait, None
+                wait_for = max(wait_for, r.wait)
+        if wait_for > 0:
+            time.sleep(wait_for)
         started = time.time()
         timeout = self.settings.http_timeout
         provider = self._adapter(ctx)
@@ -328,8 +344,11 @@ class Dispatcher:
             return Row(m.id, Status.SENT.value, None, provider_message_id=res.provider_message_id,
                        provider_code=res.provider_code, cost=res.cost, attempt=attempt), None, None
         if o in (Outcome.RETRYABLE, Outcome.THROTTLED):
-            if o == Outcome.THROTTLED and ctx.rate is not None:
-                self.limiter.penalise(ctx.key, retry_after=res.retry_after)
+            if o == Outcome.THROTTLED:
+                if ctx.rate is not None:
+                    self.limiter.penalise(ctx.key, retry_after=res.retry_after)
+                if ctx.account_rate is not None:
+                    self.limiter.penalise(limiter_key(ctx.provider.name, "deployment"), retry_after=res.retry_after)
             if n >= maxa:
                 return Row(m.id, Status.FAILED.value, f"{what}; gave up after {n} attempts",
                            provider_code=res.provider_code, attempt=attempt), None, None

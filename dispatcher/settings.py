@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=5, ge=1)
     batch_size: int = Field(default=200, ge=1, le=10_000)
     stale_after: float = Field(default=120.0, gt=0)   # seconds before queued work is re-enqueued
+    # Account-wide limits shared by every campaign of a provider, e.g. PROVIDER_RATE_LIMITS='{"skycore": "30/s"}'
+    provider_rate_limits: dict[str, str] = Field(default_factory=dict)
 
 
 @lru_cache(maxsize=1)

@@ -31,7 +31,8 @@ class Env:
     def __init__(self, tmp: Path, redis_url: str, database_url: str, sandbox_url: str) -> None:
         self.tmp = tmp
         self.vars = {**os.environ, **SECRET_ENV, "REDIS_URL": redis_url, "DATABASE_URL": database_url,
-                     "SANDBOX_URL": sandbox_url, "STALE_AFTER": "5", "PYTHONUNBUFFERED": "1"}
+                     "SANDBOX_URL": sandbox_url, "STALE_AFTER": "5", "PYTHONUNBUFFERED": "1",
+                     "COLUMNS": "220"}
         self.workers: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
 
