@@ -24,10 +24,10 @@ from .store import Store
 from .template import TemplateError
 
 MAX_FIELD = 1_000_000
-# Numbers whose first line is remembered across chunks (about 130 bytes each: 13 MB), so that a duplicate is
+# Numbers whose first line is remembered across chunks (about 130 bytes each: under 3 MB), so that a duplicate is
 # rejected before it is rendered. Past this many, the database's unique constraint catches duplicates of
 # earlier chunks (insert_chunk names the message's line), which keeps the loader's memory flat at any size.
-MAX_REMEMBERED = 100_000
+MAX_REMEMBERED = 20_000
 CONSENT_COLUMNS = ("opt_in_at", "opt_in_source", "opt_in_method", "consent_at", "consent_source")
 csv.field_size_limit(MAX_FIELD)
 

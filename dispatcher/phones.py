@@ -42,7 +42,7 @@ class PhoneNumber:
     national: str
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=16_384)
 def normalise(raw: str, default_region: str | None) -> PhoneNumber:
     """Parse ``raw`` as a number, dialled from ``default_region`` unless it starts with +CC.
 
@@ -94,7 +94,7 @@ def normalise(raw: str, default_region: str | None) -> PhoneNumber:
     if number_region is None or number_region == "001":
         raise InvalidNumber("international non-geographic number (not in any country)")
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    if len(_ZONES) > 200_000:
+    if len(_ZONES) > 4096:   # the loader asks right after normalising: a small window is enough
         _ZONES.clear()
     _ZONES[e164] = _zones_of(number, number_type)   # the loader asks next; spare it a second parse
     return PhoneNumber(
