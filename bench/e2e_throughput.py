@@ -114,6 +114,7 @@ def naive(stack: Stack, n: int, width: int) -> float:
     os.environ.update({k: v for k, v in stack.env.items() if k in ("REDIS_URL", "SANDBOX_URL", "NAIVE_DB")})
     import naive_app
 
+    naive_app.DB = stack.env["NAIVE_DB"]          # this latency's own folder
     naive_app.setup(n)
     stack.env["PYTHONPATH"] = str(ROOT / "bench")
     w = stack.start([str(BIN / "celery"), "-A", "naive_app", "worker", "-P", "threads", "-c", str(width), "-l", "warning",

@@ -155,7 +155,7 @@ class Dispatcher:
             # Refill: claim only what may be in flight, so a killed worker leaves at most k unrecorded claims.
             claimed_open = sum(len(ms) for ms in flight.values()) + sum(len(ms) for ms, _, _ in done)
             room = (k * unit if grouped else k) - claimed_open
-            if not drained and stop is None and not give_back and room >= max(1, (k * unit if grouped else k) // 2):
+            if not drained and stop is None and not give_back and room >= max(1, (k * unit if grouped else k) // 4):
                 try:
                     if time.monotonic() >= next_state_check:
                         next_state_check = time.monotonic() + STATE_CHECK_EVERY
