@@ -32,11 +32,13 @@ def test_two_worker_nodes_together_hold_the_campaign_rate(env, sandbox):
     contacts = "phone,opt_in,first_name\n" + "".join(f"+1202555{3000 + i:04d},yes,P{i}\n" for i in range(n))
     path = write_campaign(env.tmp, "e2e-rate", contacts, provider_block=PROVIDER % "12/s")
     env.vars["BATCH_SIZE"] = "10"                    # several batches, so both nodes take part
+    sandbox.configure(throttle_rps=12)              # a strict provider: anything faster gets 429
     env.start_worker(concurrency=2)
     env.start_worker(concurrency=2)
     env.cli("run", str(path), "--wait", "--timeout", "90", check=True)
     got = [r for r in sandbox.requests("dropcowboy") if r["status"] == 200]
     assert len(got) == n
+    assert not [r for r in sandbox.requests("dropcowboy") if r["status"] == 429]
     times = [_ts(r["received_at"]) for r in got]
     assert _max_in_window(times) <= 12 * 1.01 + 1
     span = max(times) - min(times)
