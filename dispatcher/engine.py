@@ -40,6 +40,7 @@ SHORT_REQUEUE = 60.0       # deferrals due sooner than this re-enqueue their bat
 DB_RETRY_CAP = 1.0         # seconds at most between tries of a claimed wave's database step while the database is away
 STATE_CHECK_EVERY = 1.0    # seconds between campaign-state reads while a batch sends (pause takes effect within)
 COLLECT_EVERY = 0.05       # seconds between looks at finished requests
+LIMITER_RETRY = 5.0        # seconds before work given back for an unreachable rate limiter is tried again
 SENDABLE = (CampaignState.RUNNING.value,)
 _NO_LENGTH = encoding.TextInfo("GSM-7", 0, 1, 0)
 T = TypeVar("T")
@@ -308,7 +309,11 @@ class Dispatcher:
         wait_for = 0.0
         for key, rate in ((limiter_key(ctx.provider.name, "deployment"), ctx.account_rate), (ctx.key, ctx.rate)):
             if rate is not None:
-                r = self.limiter.acquire(key, rate, cost=cost, max_wait=MAX_SLOT_WAIT)
+                try:
+                    r = self.limiter.acquire(key, rate, cost=cost, max_wait=MAX_SLOT_WAIT)
+                except TransientError as exc:   # Redis away: nothing was sent, give the message back
+                    log.warning("rate limiter unavailable (%s); giving the work back", exc)
+                    return LIMITER_RETRY, None
                 if not r.granted:
                     return r.wait, None
                 wait_for = max(wait_for, r.wait)

@@ -113,14 +113,16 @@ def env(tmp_path: Path, redis_client, redis_url: str, sandbox, request: pytest.F
 
 
 def write_campaign(tmp: Path, name: str, contacts: str, *, provider_block: str | None = None, extra: str = "",
-                   message: str = "Hi {{ first_name }}, 20% off today. Reply STOP to opt out.") -> Path:
+                   message: str = "Hi {{ first_name }}, 20% off today. Reply STOP to opt out.",
+                   rate_limit: str | None = None) -> Path:
     (tmp / "contacts.csv").write_text(contacts)
     provider_block = provider_block or (
         'provider:\n'
         '  name: dropcowboy\n'
         '  base_url: "${SANDBOX_URL}/v1"\n'
         '  credentials: {team_id: "${DROPCOWBOY_TEAM_ID}", secret: "${DROPCOWBOY_SECRET}"}\n'
-        '  options: {pool_id: text, caller_id: "+15557778888"}\n')
+        '  options: {pool_id: text, caller_id: "+15557778888"}\n'
+        + (f'  rate_limit: "{rate_limit}"\n' if rate_limit else ''))
     path = tmp / "campaign.yaml"
     path.write_text(f"name: {name}\n{provider_block}contacts:\n  path: contacts.csv\n  default_region: US\n"
                     f"message: \"{message}\"\n{extra}")

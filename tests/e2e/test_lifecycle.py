@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 
 from .conftest import wait_until, write_campaign
@@ -17,17 +18,12 @@ def _report(env, name):
 
 
 def test_pause_mid_campaign_then_resume_sends_every_recipient_exactly_once(env, sandbox):
-    path = write_campaign(env.tmp, "e2e-pause", _contacts(120), extra="")
-    text = path.read_text().replace("    options:", "    options:")
-    path.write_text(text.replace("  options: {pool_id: text, caller_id: \"+15557778888\"}\n",
-                                 "  options: {pool_id: text, caller_id: \"+15557778888\"}\n  rate_limit: \"20/s\"\n"))
+    path = write_campaign(env.tmp, "e2e-pause", _contacts(120), rate_limit="20/s")
     env.start_worker()
     env.cli("run", str(path), check=True)
     wait_until(lambda: len(sandbox.requests("dropcowboy")) >= 20, what="first sends")
     env.cli("pause", "e2e-pause", check=True)
     # within a few seconds nothing more goes out
-    import time
-
     time.sleep(3)
     paused_at = len(sandbox.requests("dropcowboy"))
     time.sleep(2)
@@ -42,15 +38,11 @@ def test_pause_mid_campaign_then_resume_sends_every_recipient_exactly_once(env, 
 
 
 def test_cancel_stops_the_campaign_and_cancels_what_was_left(env, sandbox):
-    path = write_campaign(env.tmp, "e2e-cancel", _contacts(200))
-    path.write_text(path.read_text().replace("  options: {pool_id: text, caller_id: \"+15557778888\"}\n",
-                                             "  options: {pool_id: text, caller_id: \"+15557778888\"}\n  rate_limit: \"20/s\"\n"))
+    path = write_campaign(env.tmp, "e2e-cancel", _contacts(200), rate_limit="20/s")
     env.start_worker()
     env.cli("run", str(path), check=True)
     wait_until(lambda: len(sandbox.requests("dropcowboy")) >= 10, what="first sends")
     env.cli("cancel", "e2e-cancel", check=True)
-    import time
-
     time.sleep(3)
     n = len(sandbox.requests("dropcowboy"))
     time.sleep(2)
