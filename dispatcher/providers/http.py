@@ -112,6 +112,10 @@ def request(
         log.info("%s: %s, try %d of %d in %.2fs", label, _describe(_last(state)), state.attempt_number + 1,
                  policy.attempts, state.upcoming_sleep)
 
+    first = once()
+    if not _retryable(first):
+        # The common case answers at once; tenacity's bookkeeping is only paid when a retry may follow.
+        return _conclude(first, tries=tries, duration=time.monotonic() - started, timeout=timeout)
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_result(_retryable),
         wait=_Wait(policy),
@@ -120,7 +124,8 @@ def request(
         before_sleep=log_retry,
         retry_error_callback=_last,
     )
-    last = retrying(once)
+    pending = [first]
+    last = retrying(lambda: pending.pop() if pending else once())
     return _conclude(last, tries=tries, duration=time.monotonic() - started, timeout=timeout)
 
 
