@@ -63,7 +63,7 @@ class ProviderConfig:
     """What a campaign says about its provider. Credentials are already resolved from the environment."""
 
     base_url: str
-    credentials: Mapping[str, str] = field(default_factory=dict)
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)   # secrets: never in a repr or log
     options: Mapping[str, Any] = field(default_factory=dict)
     callback_url: str | None = None      # our webhook receiver, when configured
     test_mode: bool = False
