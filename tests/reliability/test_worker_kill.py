@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from .conftest import (audit, campaign_state, contacts, elapsed, in_flight, record_figures, requests_seen, statuses,
+from .conftest import (audit, campaign_state, contacts, counts, elapsed, in_flight, record_figures, requests_seen, statuses,
                        wait_until, write_campaign)
 
 RECIPIENTS = 5000
@@ -19,7 +19,7 @@ SEND_CONCURRENCY = 8   # HTTP requests in flight per process
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(240)
 def test_worker_killed_mid_send_three_times_loses_nothing_and_sends_nothing_twice(multi_env, sandbox):
     env = multi_env
     seed = int(os.environ.get("RELIABILITY_SEED", time.time_ns() % 1_000_000))
@@ -47,8 +47,12 @@ def test_worker_killed_mid_send_three_times_loses_nothing_and_sends_nothing_twic
         caught |= now_in_flight
         worker = env.start_worker(concurrency=PROCESSES)
 
-    wait_until(lambda: campaign_state(env.vars["DATABASE_URL"], "rel-kill")[0] == "completed", timeout=90,
-               interval=0.5, what=f"campaign completion (seed {seed})")
+    try:
+        wait_until(lambda: campaign_state(env.vars["DATABASE_URL"], "rel-kill")[0] == "completed", timeout=150,
+                   interval=0.5, what=f"campaign completion (seed {seed})")
+    except AssertionError as exc:   # say where it stood, for whoever meets this
+        tail = "\n".join(env.output().splitlines()[-40:])
+        raise AssertionError(f"{exc}: {counts(env.vars['DATABASE_URL'], 'rel-kill')}\n{tail}") from None
     took = elapsed(started)
     a = audit(sandbox, env.vars["DATABASE_URL"], "rel-kill")
     record_figures("worker_kill", seed=seed, recipients=a.recipients, kills=KILLS, caught_in_flight_per_kill=per_kill,
