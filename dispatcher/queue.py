@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from celery import Celery
+from kombu import Exchange, Queue
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from .errors import TransientError
@@ -19,7 +20,9 @@ SEND_BATCH = "dispatcher.send_batch"
 RELEASE_DUE = "dispatcher.release_due"
 RECONCILE = "dispatcher.reconcile"
 PROCESS_WEBHOOKS = "dispatcher.process_webhooks"
-QUEUE = "dispatcher"
+QUEUE = "dispatcher"                    # send work only: its length tells the reconciler whether work was lost
+PERIODIC_QUEUE = "dispatcher-periodic"  # beat's housekeeping, kept apart so it never looks like pending sends
+_PERIODIC = (RELEASE_DUE, RECONCILE, PROCESS_WEBHOOKS)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -28,6 +31,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_backend": None,
         "task_ignore_result": True,
         "task_default_queue": QUEUE,
+        "task_queues": tuple(Queue(q, Exchange(q), routing_key=q) for q in (QUEUE, PERIODIC_QUEUE)),  # workers take both
+        "task_routes": {name: {"queue": PERIODIC_QUEUE} for name in _PERIODIC},
         "task_acks_late": True,                 # a task lost with its worker is redelivered ...
         "task_reject_on_worker_lost": True,     # ... at once when a pool process dies
         "worker_prefetch_multiplier": 1,
@@ -37,9 +42,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": True,
         "worker_hijack_root_logger": False,
         "beat_schedule": {
-            "release-due": {"task": RELEASE_DUE, "schedule": 2.0},
-            "reconcile": {"task": RECONCILE, "schedule": 10.0},
-            "process-webhooks": {"task": PROCESS_WEBHOOKS, "schedule": 5.0},
+            "release-due": {"task": RELEASE_DUE, "schedule": 2.0, "options": {"queue": PERIODIC_QUEUE}},
+            "reconcile": {"task": RECONCILE, "schedule": 10.0, "options": {"queue": PERIODIC_QUEUE}},
+            "process-webhooks": {"task": PROCESS_WEBHOOKS, "schedule": 5.0, "options": {"queue": PERIODIC_QUEUE}},
         },
         "timezone": "UTC",
     }
@@ -67,7 +72,7 @@ class TaskQueue:
 
     def send(self, name: str, *args: int) -> None:
         try:
-            self.app.send_task(name, args=list(args), queue=QUEUE)
+            self.app.send_task(name, args=list(args), queue=PERIODIC_QUEUE if name in _PERIODIC else QUEUE)
         except (KombuOperationalError, OSError) as exc:
             raise TransientError(f"cannot reach the broker: {exc}") from exc
 
