@@ -25,7 +25,6 @@ from . import channels, encoding, policy
 from .campaign import Campaign, campaign_from_stored
 from .errors import TransientError
 from .models import CampaignState, Status, utcnow
-from .phones import mask
 from .providers import get_provider_class
 from .providers.base import Outcome, Provider, ProviderConfig, SendResult
 from .queue import TaskQueue, batch_label
@@ -428,4 +427,4 @@ def _describe(res: SendResult) -> str:
     return " ".join(parts) or res.outcome.value
 
 
-__all__ = ["Dispatcher", "BatchResult", "backoff", "mask"]
+__all__ = ["Dispatcher", "BatchResult", "backoff"]

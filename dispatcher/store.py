@@ -17,7 +17,6 @@ from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, sele
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlmodel import SQLModel
 
 from .errors import NotFoundError, TransientError
 from .models import (OPEN_STATUSES, Attempt, Batch, Campaign, CampaignState, Message, RejectedRow, Status,

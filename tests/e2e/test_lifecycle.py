@@ -17,17 +17,22 @@ def _report(env, name):
     return json.loads(env.cli("report", name, "--format", "json", check=True).stdout)
 
 
-def test_pause_mid_campaign_then_resume_sends_every_recipient_exactly_once(env, sandbox):
-    path = write_campaign(env.tmp, "e2e-pause", _contacts(120), rate_limit="20/s")
+def _start_then(env, sandbox, name: str, recipients: int, command: str, after: int) -> int:  # type: ignore[no-untyped-def]
+    """Run a 20/s campaign, issue ``command`` after ``after`` sends; returns the sends once nothing more goes out."""
+    path = write_campaign(env.tmp, name, _contacts(recipients), rate_limit="20/s")
     env.start_worker()
     env.cli("run", str(path), check=True)
-    wait_until(lambda: len(sandbox.requests("dropcowboy")) >= 20, what="first sends")
-    env.cli("pause", "e2e-pause", check=True)
-    # within a few seconds nothing more goes out
-    time.sleep(3)
-    paused_at = len(sandbox.requests("dropcowboy"))
+    wait_until(lambda: len(sandbox.requests("dropcowboy")) >= after, what="first sends")
+    env.cli(command, name, check=True)
+    time.sleep(3)                      # within a few seconds nothing more goes out
+    settled = len(sandbox.requests("dropcowboy"))
     time.sleep(2)
-    assert len(sandbox.requests("dropcowboy")) == paused_at
+    assert len(sandbox.requests("dropcowboy")) == settled
+    return settled
+
+
+def test_pause_mid_campaign_then_resume_sends_every_recipient_exactly_once(env, sandbox):
+    paused_at = _start_then(env, sandbox, "e2e-pause", 120, "pause", after=20)
     assert paused_at < 120
     assert _report(env, "e2e-pause")["campaign"]["state"] == "paused"
 
@@ -38,15 +43,7 @@ def test_pause_mid_campaign_then_resume_sends_every_recipient_exactly_once(env, 
 
 
 def test_cancel_stops_the_campaign_and_cancels_what_was_left(env, sandbox):
-    path = write_campaign(env.tmp, "e2e-cancel", _contacts(200), rate_limit="20/s")
-    env.start_worker()
-    env.cli("run", str(path), check=True)
-    wait_until(lambda: len(sandbox.requests("dropcowboy")) >= 10, what="first sends")
-    env.cli("cancel", "e2e-cancel", check=True)
-    time.sleep(3)
-    n = len(sandbox.requests("dropcowboy"))
-    time.sleep(2)
-    assert len(sandbox.requests("dropcowboy")) == n
+    n = _start_then(env, sandbox, "e2e-cancel", 200, "cancel", after=10)
     rep = _report(env, "e2e-cancel")
     assert rep["campaign"]["state"] == "cancelled"
     assert rep["counts"]["cancelled"] + rep["counts"].get("sent", 0) == 200
