@@ -87,24 +87,46 @@ class Stack:
             self.stop(p)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and all its descendants, from /proc (Linux)."""
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
 def bare(stack: Stack, n: int, width: int) -> float:
-    """The dispatcher's HTTP stack alone: a thread pool, each thread with its own keep-alive httpx.Client."""
+    """The dispatcher's HTTP stack alone: a thread pool, each thread with its own keep-alive client as the
+    workers build it (``runtime.http_client``: httpx.Client over the same transport), posting the same body."""
     import threading
 
+    from dispatcher.runtime import http_client
+    from dispatcher.settings import Settings
+
+    settings = Settings(http_timeout=10)
     headers = {"x-team-id": CREDS["DROPCOWBOY_TEAM_ID"], "x-secret": CREDS["DROPCOWBOY_SECRET"]}
+    url = stack.sandbox + "/v1/sms"
     local = threading.local()
-    if True:
-        def one(i: int) -> int:
-            if not hasattr(local, "http"):
-                local.http = httpx.Client(base_url=stack.sandbox + "/v1", timeout=10)
-            return local.http.post("/sms", headers=headers, json={
-                "team_id": "bench-team", "secret": "bench-secret", "phone_number": f"+1202{4000000 + i:07d}",
-                "caller_id": "+15557778888", "pool_id": "text", "sms_body": f"Hi {i}, 20% off today", "opt_in": True,
-                "foreign_id": str(i)}).status_code
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(width) as pool:
-            codes = list(pool.map(one, range(n)))
-        dt = time.perf_counter() - t0
+
+    def one(i: int) -> int:
+        if not hasattr(local, "http"):
+            local.http = http_client(settings)
+        return local.http.post(url, headers=headers, json={
+            "team_id": "bench-team", "secret": "bench-secret", "phone_number": f"+1202{4000000 + i:07d}",
+            "caller_id": "+15557778888", "pool_id": "text", "sms_body": f"Hi {i}, 20% off today", "opt_in": True,
+            "foreign_id": str(i)}).status_code
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(width) as pool:
+        codes = list(pool.map(one, range(n)))
+    dt = time.perf_counter() - t0
     assert codes.count(200) == n, f"bare: {n - codes.count(200)} failures"
     return n / dt
 
@@ -152,10 +174,12 @@ def dispatcher(stack: Stack, n: int) -> tuple[float, dict[str, float]]:
     w = stack.start([str(BIN / "celery"), "-A", "workers.app", "worker", "-c", "2", "-l", "warning",
                      "--without-gossip", "--without-mingle"], "worker")
     time.sleep(3)
+    cpu0 = {"workers": cpu_seconds(w.pid), "sandbox": cpu_seconds(stack.procs[0].pid)}
     t0 = time.time()
     r = subprocess.run([str(BIN / "dispatcher"), "run", str(campaign), "--wait", "--timeout", "900"], cwd=stack.tmp,
                        env=stack.env, capture_output=True, text=True)
     t_run = time.time() - t0
+    cpu = {"workers": cpu_seconds(w.pid) - cpu0["workers"], "sandbox": cpu_seconds(stack.procs[0].pid) - cpu0["sandbox"]}
     if r.returncode:
         raise SystemExit(r.stderr)
     db = sqlite3.connect(stack.tmp / "dispatcher.db", timeout=60)
@@ -168,7 +192,10 @@ def dispatcher(stack: Stack, n: int) -> tuple[float, dict[str, float]]:
     sent, = db.execute("SELECT count(*) FROM message WHERE status='sent'").fetchone()
     stack.stop(w)
     assert sent == n, f"dispatcher sent {sent} of {n}"
-    return n / (ts(last) - ts(first)), {"first_send_after_run_s": ts(first) - t0, "run_wall_s": t_run}
+    avg_ms, = db.execute("SELECT avg(duration_ms) FROM attempt").fetchone()
+    return n / (ts(last) - ts(first)), {"first_send_after_run_s": ts(first) - t0, "run_wall_s": t_run,
+                                        "worker_cpu_us": cpu["workers"] / n * 1e6, "sandbox_cpu_us": cpu["sandbox"] / n * 1e6,
+                                        "request_ms": avg_ms}
 
 
 def main() -> None:
@@ -199,7 +226,9 @@ def main() -> None:
                 shutil.rmtree(tmp, ignore_errors=True)
         print(f"latency {lat:g} ms: bare {b:,.0f}/s ({a.bare:,} requests) | naive {nv:,.0f}/s ({a.naive:,} tasks) | "
               f"dispatcher {d:,.0f}/s ({a.recipients:,} recipients) = {d / b:.2f}x bare, {d / nv:.1f}x naive; "
-              f"first send {extra['first_send_after_run_s']:.2f} s after `run`, whole run {extra['run_wall_s']:.1f} s")
+              f"first send {extra['first_send_after_run_s']:.2f} s after `run`, whole run {extra['run_wall_s']:.1f} s; "
+              f"CPU per message: workers {extra['worker_cpu_us']:.0f} µs, sandbox {extra['sandbox_cpu_us']:.0f} µs; "
+              f"request {extra['request_ms']:.1f} ms on average")
 
 
 if __name__ == "__main__":

@@ -1,20 +1,23 @@
 """Sending: the domain side of the worker tasks.
 
-``send_batch`` claims a batch's queued messages a wave at a time (a conditional UPDATE, so a
+``send_batch`` claims a batch's queued messages a group at a time (a conditional UPDATE, so a
 redelivered or duplicate task never sends twice), re-checks the compliance rules against the
-clock and the suppression list, takes a slot from the shared rate limiter, sends through the
+clock and the suppression list, takes a slot from the shared rate limiter, and sends through the
 provider adapter on a thread pool (one small keep-alive httpx client per sending thread: one client
-shared by many threads spends its time in the connection pool's lock), and records each
-wave's outcomes and attempts in one transaction.
+shared by many threads spends its time in the connection pool's lock). Finished sends come back
+through a queue; their outcomes and attempts are written in the same transaction that claims the
+next group, so the database sees one commit per group, and at most ``SEND_CONCURRENCY`` messages
+(times the group size for email) are ever claimed and unrecorded.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable, TypeVar
@@ -38,7 +41,7 @@ MAX_SLOT_WAIT = 2.0        # seconds a worker may sleep for its rate-limit slot 
 SHORT_REQUEUE = 60.0       # deferrals due sooner than this re-enqueue their batch; later ones wait for beat
 DB_RETRY_CAP = 1.0         # seconds at most between tries of a claimed wave's database step while the database is away
 STATE_CHECK_EVERY = 1.0    # seconds between campaign-state reads while a batch sends (pause takes effect within)
-COLLECT_EVERY = 0.05       # seconds between looks at finished requests
+COLLECT_EVERY = 0.05       # seconds at most between looks at the campaign while requests are out
 LIMITER_RETRY = 5.0        # seconds before work given back for an unreachable rate limiter is tried again
 SENDABLE = (CampaignState.RUNNING.value,)
 _NO_LENGTH = encoding.TextInfo("GSM-7", 0, 1, 0)
@@ -141,77 +144,99 @@ class Dispatcher:
             result.stopped = reason
             return result
         k = self.settings.send_concurrency
-        interrupted: TransientError | None = None
         grouped = ctx.channel in channels.GROUPED
         unit = channels.group_size(ctx.options) if grouped else 1
-        flight: dict[Future[tuple[float, SendResult | None]], list[Claimed]] = {}
-        done: list[tuple[list[Claimed], float, SendResult]] = []
+        cap = k * unit                  # messages claimed and not yet recorded, at most: what a killed worker leaves
+        refill_at = max(1, cap // 4)    # claim (and record) in groups of at least this many: fewer transactions
+        finished: queue.SimpleQueue[tuple[list[Claimed], float, SendResult | BaseException | None]] = queue.SimpleQueue()
+        in_flight = 0                   # messages handed to the sending threads and not back yet
+        pending: list[Row] = []         # outcomes and send-time decisions waiting to be written
+        suppress: list[tuple[str, str, str | None]] = []
         give_back: list[int] = []
         soonest: float | None = None
         stop: str | None = None
         drained = False
+        interrupted: TransientError | None = None
         next_state_check = 0.0
+
+        def note(rows: list[Row]) -> None:
+            nonlocal soonest
+            for r in rows:
+                if r.status == Status.DEFERRED.value and r.not_before is not None:
+                    due = max(0.0, (r.not_before - self.clock()).total_seconds())
+                    if due < SHORT_REQUEUE:
+                        soonest = due if soonest is None else min(soonest, due)
+            pending.extend(rows)
+
         while True:
-            # Refill: claim only what may be in flight, so a killed worker leaves at most k unrecorded claims.
-            claimed_open = sum(len(ms) for ms in flight.values()) + sum(len(ms) for ms, _, _ in done)
-            room = (k * unit if grouped else k) - claimed_open
-            if not drained and stop is None and not give_back and room >= max(1, (k * unit if grouped else k) // 4):
+            room = cap - in_flight          # pending rows are written by the same transaction that claims
+            claim = not drained and stop is None and not give_back and room >= refill_at
+            touch = False
+            if claim and time.monotonic() >= next_state_check:
+                next_state_check = time.monotonic() + STATE_CHECK_EVERY
+                touch = True
                 try:
-                    if time.monotonic() >= next_state_check:
-                        next_state_check = time.monotonic() + STATE_CHECK_EVERY
-                        if self.store.campaign_state(campaign_id) not in SENDABLE:
-                            drained = True
-                    if not drained:
-                        now = self.clock()
-                        claimed = self.store.claim(batch_id, room, now)
-                        if not claimed:
-                            drained = True
-                        else:
-                            rows, to_send = self._decide(ctx, claimed, now, result)
-                            if rows:
-                                self._record(rows)
-                            for group in ([to_send[i:i + unit] for i in range(0, len(to_send), unit)] if grouped
-                                          else [[m] for m in to_send]):
-                                flight[self.pool.submit(self._send, ctx, group)] = group
+                    if self.store.campaign_state(campaign_id) not in SENDABLE:
+                        claim, drained = False, True
                 except TransientError as exc:
-                    # The database went away between claims: finish and record what is in flight (recording
-                    # waits for it), then let the task be retried for the rest of the batch.
-                    if not flight and not done:
-                        raise
-                    interrupted, drained = exc, True
-            if not flight and not done:
-                if drained or stop is not None or give_back:
+                    claim, drained, interrupted = False, True, exc
+            if suppress:
+                entries, suppress = suppress, []
+                self._patiently("adding to the suppression list", lambda: self.store.suppress(entries),
+                                within=self.settings.stale_after)
+            if claim or (pending and (in_flight == 0 or len(pending) >= refill_at or stop is not None)):
+                rows, pending = pending, []
+                now = self.clock()
+                try:
+                    claimed, sup = self.store.exchange(batch_id, rows, room if claim else 0, now, touch=touch)
+                except TransientError as exc:
+                    # The database went away: write what was sent (waiting for the database), finish what is in
+                    # flight, then let the task be retried for the rest of the batch.
+                    if rows:
+                        self._record(rows)
+                    claimed, sup, drained, interrupted = [], {}, True, exc
+                if claim and not claimed and interrupted is None:
+                    drained = True
+                if claimed:
+                    decided, to_send = self._decide(ctx, claimed, sup, now, result)
+                    note(decided)
+                    for group in ([to_send[i:i + unit] for i in range(0, len(to_send), unit)] if grouped
+                                  else [[m] for m in to_send]):
+                        self.pool.submit(self._send_into, finished, ctx, group)
+                        in_flight += len(group)
+            if in_flight == 0:
+                if not pending and (drained or stop is not None or give_back):
                     break
                 continue
-            if flight:
-                finished, _ = wait(list(flight), timeout=COLLECT_EVERY, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    group = flight.pop(fut)
-                    started, res = fut.result()
-                    if res is None:          # no rate-limit slot soon enough: started carries the wait
-                        give_back.extend(m.id for m in group)
-                        soonest = started if soonest is None else min(soonest, started)
-                    else:
-                        done.append((group, started, res))
-            if done and (not flight or len(done) >= max(1, k // 4) or stop is not None):
-                rows, stop_reason, suppress = self._outcomes(ctx, done, result)
-                done.clear()
-                if suppress:
-                    self._patiently("adding to the suppression list", lambda: self.store.suppress(suppress),
-                                    within=self.settings.stale_after)
-                self._record(rows)
-                if stop_reason and stop is None:
-                    stop = stop_reason
-                for r in rows:
-                    if r.status == Status.DEFERRED.value and r.not_before is not None:
-                        due = max(0.0, (r.not_before - self.clock()).total_seconds())
-                        if due < SHORT_REQUEUE:
-                            soonest = due if soonest is None else min(soonest, due)
-        if interrupted is not None:
-            raise interrupted
+            try:
+                items = [finished.get(timeout=COLLECT_EVERY)]
+            except queue.Empty:
+                continue
+            while True:
+                try:
+                    items.append(finished.get_nowait())
+                except queue.Empty:
+                    break
+            sent_back: list[tuple[list[Claimed], float, SendResult]] = []
+            for group, started, res in items:
+                in_flight -= len(group)
+                if isinstance(res, BaseException):
+                    raise res
+                if res is None:          # no rate-limit slot soon enough: started carries the wait
+                    give_back.extend(m.id for m in group)
+                    soonest = started if soonest is None else min(soonest, started)
+                else:
+                    sent_back.append((group, started, res))
+            rows, stop_reason, sup_entries = self._outcomes(ctx, sent_back, result)
+            suppress.extend(sup_entries)
+            note(rows)
+            if stop_reason and stop is None:
+                stop = stop_reason
         if give_back:
             self.store.requeue(give_back, self.clock())
             result.given_back += len(give_back)
+        if interrupted is not None:
+            raise interrupted
         if stop is not None:
             self.store.set_state(campaign_id, CampaignState.STOPPED, stop, only_from=[CampaignState.RUNNING])
             log.error("campaign %s stopped: %s", ctx.campaign.name, stop)
@@ -243,12 +268,10 @@ class Dispatcher:
                 time.sleep(pause)
                 pause = min(pause * 2, DB_RETRY_CAP)
 
-    def _decide(self, ctx: _Ctx, claimed: list[Claimed], now: datetime,
+    def _decide(self, ctx: _Ctx, claimed: list[Claimed], sup: dict[str, str], now: datetime,
                 result: BatchResult) -> tuple[list[Row], list[Claimed]]:
-        """Send-time compliance: the rows for messages that must not go now, and the messages that may."""
-        # Before any request: give up well before the reconciler may call these claims stale.
-        sup = self._patiently("reading the suppression list", lambda: self.store.suppressed([m.phone for m in claimed]),
-                              within=self.settings.stale_after / 2)
+        """Send-time compliance: the rows for messages that must not go now, and the messages that may.
+        ``sup`` holds the suppression entries of the claimed numbers, read in the claim's transaction."""
         rows: list[Row] = []
         to_send: list[Claimed] = []
         for m in claimed:
@@ -300,6 +323,15 @@ class Dispatcher:
         if adapter is None:
             adapter = local.adapters[id(ctx)] = type(ctx.provider)(ctx.config, local.client)
         return adapter
+
+    def _send_into(self, finished: queue.SimpleQueue[Any], ctx: _Ctx, group: list[Claimed]) -> None:
+        """Run on a sending thread: send, and hand (group, start, result or exception) back to the batch."""
+        try:
+            started, res = self._send(ctx, group)
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the batch's thread
+            finished.put((group, 0.0, exc))
+        else:
+            finished.put((group, started, res))
 
     def _send(self, ctx: _Ctx, group: list[Claimed]) -> tuple[float, SendResult | None]:
         """One request: a rate-limit slot (segments, or one per email address), then the provider call.

@@ -26,9 +26,49 @@ _dispatcher: "Dispatcher | None" = None
 
 
 def http_client(settings: Settings, *, connections: int = 4) -> httpx.Client:
-    """A keep-alive client for one sending thread (or for the CLI's read-only calls)."""
-    return httpx.Client(limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-                        timeout=settings.http_timeout, follow_redirects=False)
+    """A keep-alive client for one sending thread (or for the CLI's read-only calls).
+
+    Its transport is the lean ``KeepAliveTransport`` unless ``HTTP_TRANSPORT=httpx`` or a proxy is configured
+    in the environment (``HTTPS_PROXY`` and friends): then httpx's own, which speaks to proxies."""
+    if settings.http_transport == "keepalive" and not _proxied():
+        from .providers.transport import KeepAliveTransport
+
+        return _ProviderClient(transport=KeepAliveTransport(max_idle=connections), timeout=settings.http_timeout,
+                               follow_redirects=False)
+    return _ProviderClient(limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+                           timeout=settings.http_timeout, follow_redirects=False)
+
+
+class _NoCookies(httpx.Cookies):
+    """Keeps nothing: provider APIs authenticate with keys, and a Set-Cookie must not travel to the next request."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
+        return None
+
+
+class _ProviderClient(httpx.Client):
+    """An httpx.Client without cookie bookkeeping, which costs about 15 % of a request's CPU
+    (httpx copies every request and response into urllib objects for it)."""
+
+    @property  # type: ignore[override]
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        pass
+
+
+_NO_COOKIES = _NoCookies()
+
+
+def _proxied() -> bool:
+    from urllib.request import getproxies
+
+    return any(scheme in getproxies() for scheme in ("http", "https", "all"))
 
 
 def store(settings: Settings | None = None) -> Store:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +20,8 @@ class Settings(BaseSettings):
     # Worker tuning
     send_concurrency: int = Field(default=16, ge=1, le=256)
     http_timeout: float = Field(default=10.0, gt=0)
+    # keepalive: the lean HTTP/1.1 transport under httpx (providers/transport.py); httpx: httpx's own (httpcore)
+    http_transport: Literal["keepalive", "httpx"] = "keepalive"
     max_attempts: int = Field(default=5, ge=1)
     batch_size: int = Field(default=200, ge=1, le=10_000)
     stale_after: float = Field(default=120.0, gt=0)   # seconds before queued work is re-enqueued

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Iterator, Sequence
 
-from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, select, update
+from sqlalchemy import Engine, Integer, and_, bindparam, create_engine, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -96,6 +96,9 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.is_pg = engine.dialect.name == "postgresql"
+        # The hot path's statements, built once: constructing them costs more than running them.
+        self._claim_q = self._claim_statements()
+        self._record_q = self._record_statements()
 
     # ------------------------------------------------------------ plumbing
     @contextlib.contextmanager
@@ -223,43 +226,76 @@ class Store:
         A conditional UPDATE: a message already claimed (a redelivered task, a duplicate task) is never
         returned twice. Due deferred messages of the batch are released first.
         """
-        cols = (M.c.id, M.c.campaign_id, M.c.phone, M.c.region, M.c.body, M.c.segments, M.c.opt_in, M.c.timezones,
-                M.c.attempts, M.c.fields)
-        with self.tx() as conn:
-            conn.execute(update(M).where(M.c.batch_id == batch_id, M.c.status == Status.DEFERRED.value,
-                                         M.c.not_before <= now).values(status=Status.QUEUED.value, updated_at=now))
-            sub = select(M.c.id).where(M.c.batch_id == batch_id, M.c.status == Status.QUEUED.value).order_by(M.c.id).limit(limit)
-            if self.is_pg:
-                # A CTE is evaluated once; a LIMIT ... SKIP LOCKED subquery inside IN may be re-run by the
-                # planner and claim more than ``limit`` rows.
-                picked = sub.with_for_update(skip_locked=True).cte("picked")
-                q = update(M).where(M.c.id.in_(select(picked.c.id)), M.c.status == Status.QUEUED.value).add_cte(picked)
-            else:
-                q = update(M).where(M.c.id.in_(sub.scalar_subquery()), M.c.status == Status.QUEUED.value)
-            q = q.values(status=Status.SENDING.value, claimed_at=now, updated_at=now).returning(*cols)
-            rows = conn.execute(q).all()
-            conn.execute(update(B).where(B.c.id == batch_id).values(touched_at=now))
-        return [Claimed(*r) for r in sorted(rows, key=lambda r: r[0])]
+        return self.exchange(batch_id, (), limit, now)[0]
 
     def record(self, outcomes: Sequence[Outcome], now: datetime) -> None:
         """Write the result of a wave: message statuses and attempt rows, in one transaction."""
-        if not outcomes:
-            return
+        if outcomes:
+            with self.tx() as conn:
+                self._record_in(conn, outcomes, now)
+
+    def exchange(self, batch_id: int, outcomes: Sequence[Outcome], limit: int, now: datetime, *,
+                 touch: bool = True) -> tuple[list[Claimed], dict[str, str]]:
+        """``record(outcomes)`` then ``claim(batch_id, limit)`` in one transaction (one commit, one turn of
+        SQLite's write lock), and the suppression entries of the claimed numbers. All of it or none of it
+        happens. ``touch`` marks the batch as worked on, for the reconciler."""
+        with self.tx() as conn:
+            if outcomes:
+                self._record_in(conn, outcomes, now)
+            if limit <= 0:
+                return [], {}
+            release, pick, touch_q = self._claim_q
+            params = {"_b": batch_id, "_now": now, "_lim": limit}
+            conn.execute(release, params)
+            rows = conn.execute(pick, params).all()
+            if touch:
+                conn.execute(touch_q, params)
+            suppressed = self._suppressed_in(conn, [r[2] for r in rows]) if rows else {}
+        return [Claimed(*r) for r in sorted(rows, key=lambda r: r[0])], suppressed
+
+    def _record_in(self, conn: Connection, outcomes: Sequence[Outcome], now: datetime) -> None:
         params = [{
             "_id": o.message_id, "_status": o.status, "_reason": o.reason, "_nb": o.not_before,
             "_pid": o.provider_message_id, "_code": o.provider_code, "_cost": o.cost,
             "_inc": 1 if o.attempt else 0, "_now": now,
         } for o in outcomes]
-        q = (update(M).where(M.c.id == bindparam("_id"), M.c.status == Status.SENDING.value).values(
+        outcome_q, attempt_q = self._record_q
+        conn.execute(outcome_q, params)
+        attempts = [o.attempt for o in outcomes if o.attempt]
+        if attempts:
+            conn.execute(attempt_q, attempts)
+
+    def _claim_statements(self) -> tuple[Any, Any, Any]:
+        b, now = bindparam("_b"), bindparam("_now", type_=M.c.updated_at.type)
+        release = update(M).where(M.c.batch_id == b, M.c.status == Status.DEFERRED.value,
+                                  M.c.not_before <= now).values(status=Status.QUEUED.value, updated_at=now)
+        sub = (select(M.c.id).where(M.c.batch_id == b, M.c.status == Status.QUEUED.value)
+               .order_by(M.c.id).limit(bindparam("_lim", type_=Integer)))
+        # The outer batch_id term keeps the planner on the batch's index: on status alone SQLite scans every
+        # queued message of every campaign for each claim.
+        if self.is_pg:
+            # A CTE is evaluated once; a LIMIT ... SKIP LOCKED subquery inside IN may be re-run by the
+            # planner and claim more than ``limit`` rows.
+            picked = sub.with_for_update(skip_locked=True).cte("picked")
+            pick = update(M).where(M.c.batch_id == b, M.c.id.in_(select(picked.c.id)),
+                                   M.c.status == Status.QUEUED.value).add_cte(picked)
+        else:
+            pick = update(M).where(M.c.batch_id == b, M.c.id.in_(sub.scalar_subquery()),
+                                   M.c.status == Status.QUEUED.value)
+        pick = pick.values(status=Status.SENDING.value, claimed_at=now, updated_at=now).returning(
+            M.c.id, M.c.campaign_id, M.c.phone, M.c.region, M.c.body, M.c.segments, M.c.opt_in, M.c.timezones,
+            M.c.attempts, M.c.fields)
+        touch = update(B).where(B.c.id == b).values(touched_at=now)
+        return release, pick, touch
+
+    def _record_statements(self) -> tuple[Any, Any]:
+        outcome = (update(M).where(M.c.id == bindparam("_id"), M.c.status == Status.SENDING.value).values(
             status=bindparam("_status"), reason=bindparam("_reason"), not_before=bindparam("_nb"),
             provider_message_id=func.coalesce(bindparam("_pid"), M.c.provider_message_id),
             provider_code=bindparam("_code"), cost=func.coalesce(bindparam("_cost"), M.c.cost),
-            attempts=M.c.attempts + bindparam("_inc"), updated_at=bindparam("_now"), claimed_at=None))
-        attempts = [o.attempt for o in outcomes if o.attempt]
-        with self.tx() as conn:
-            conn.execute(q.execution_options(synchronize_session=False), params)
-            if attempts:
-                conn.execute(A.insert(), attempts)
+            attempts=M.c.attempts + bindparam("_inc"), updated_at=bindparam("_now"), claimed_at=None)
+            .execution_options(synchronize_session=False))
+        return outcome, A.insert()
 
     def suppressed(self, phones: Iterable[str]) -> dict[str, str]:
         """phone → reason for the numbers on the suppression list."""
@@ -267,7 +303,10 @@ class Store:
         if not phones:
             return {}
         with self.tx() as conn:
-            rows = conn.execute(select(S.c.phone, S.c.source, S.c.reason, S.c.created_at).where(S.c.phone.in_(phones))).all()
+            return self._suppressed_in(conn, phones)
+
+    def _suppressed_in(self, conn: Connection, phones: list[str]) -> dict[str, str]:
+        rows = conn.execute(select(S.c.phone, S.c.source, S.c.reason, S.c.created_at).where(S.c.phone.in_(phones))).all()
         return {p: f"suppressed ({src}{': ' + r if r else ''}, since {ts:%Y-%m-%d})" for p, src, r, ts in rows}
 
     def suppress(self, entries: Iterable[tuple[str, str, str | None]]) -> int:

@@ -20,6 +20,7 @@ request never add up to more than ``RetryPolicy.wait_budget`` seconds.
 from __future__ import annotations
 
 import email.utils
+import functools
 import logging
 import math
 import re
@@ -104,7 +105,7 @@ def request(
         nonlocal tries
         tries += 1
         try:
-            return client.request(method, url, json=json, headers=headers, auth=auth, timeout=timeout)
+            return client.request(method, _parsed(url), json=json, headers=headers, auth=auth, timeout=timeout)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             return exc
 
@@ -127,6 +128,15 @@ def request(
     pending = [first]
     last = retrying(lambda: pending.pop() if pending else once())
     return _conclude(last, tries=tries, duration=time.monotonic() - started, timeout=timeout)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(url: str) -> httpx.URL | str:
+    """An adapter's endpoint URL parsed once, not on every request (most adapters post to one or two)."""
+    try:
+        return httpx.URL(url)
+    except httpx.InvalidURL:
+        return url          # the request itself raises, and is classified as unsendable
 
 
 def _last(state: tenacity.RetryCallState) -> Any:
@@ -184,15 +194,17 @@ def _conclude(last: httpx.Response | Exception, *, tries: int, duration: float, 
                        f"connection lost after sending; the provider may have accepted it: {_describe(last)}")
 
     after = retry_after(last.headers)
-    text = last.text
     status = last.status_code
     if status == 429:
-        return settled(Outcome.THROTTLED, f"HTTP 429: {excerpt(text) or 'too many requests'}", status_code=status,
+        return settled(Outcome.THROTTLED, f"HTTP 429: {excerpt(last.text) or 'too many requests'}", status_code=status,
                        retry_after=after)
     if status >= 500:
-        return settled(Outcome.RETRYABLE, f"HTTP {status}: {excerpt(text) or 'server error'}", status_code=status,
+        return settled(Outcome.RETRYABLE, f"HTTP {status}: {excerpt(last.text) or 'server error'}", status_code=status,
                        retry_after=after)
-    return Reply(status, _json_or_none(last), text, after, tries, duration)
+    body = _json_or_none(last)
+    # JSON is UTF-8 (RFC 8259): spare the charset sniffing of Response.text, which costs more than the parse.
+    text = last.content.decode("utf-8", "replace") if body is not None else last.text
+    return Reply(status, body, text, after, tries, duration)
 
 
 def _json_or_none(response: httpx.Response) -> Any:

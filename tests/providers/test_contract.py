@@ -1,4 +1,5 @@
-"""One contract suite, run against every adapter talking HTTP to the real sandbox process.
+"""One contract suite, run against every adapter talking HTTP to the real sandbox process, over each
+transport the workers may use (the lean keep-alive one and httpx's own).
 
 The sandbox is an independent reading of the provider documents (docs/sandbox.md), so a case
 that passes here means the adapter and that reading agree on the wire and on the outcome.
@@ -15,6 +16,8 @@ import pytest
 from dispatcher.providers import PROVIDERS
 from dispatcher.providers.base import Outcome, ProviderConfig, SendResult, SmsRequest
 from dispatcher.providers.http import HttpAdapter, RetryPolicy
+from dispatcher.runtime import http_client
+from dispatcher.settings import Settings
 
 NUMBER = "+14155550147"
 FAST = RetryPolicy(initial_wait=0.05, max_wait=0.2)
@@ -47,9 +50,10 @@ SETUPS = {
 assert set(SETUPS) == set(PROVIDERS)
 
 
-@pytest.fixture(scope="module")
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client() as shared:
+@pytest.fixture(scope="module", params=["keepalive", "httpx"])
+def client(request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
+    """The client the workers build (``runtime.http_client``), over each transport it may choose."""
+    with http_client(Settings(http_transport=request.param)) as shared:
         yield shared
 
 

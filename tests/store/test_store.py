@@ -102,6 +102,43 @@ def test_record_writes_status_and_attempt_only_for_claimed_messages(store):
     assert len(store.attempts_by_message(cid)[claimed[0].id]) == 1
 
 
+def test_exchange_records_then_claims_in_one_transaction_with_the_suppression_entries(store):
+    cid = _campaign(store)
+    (bid,), _ = store.insert_chunk(cid, 1, [_rows([f"+1202555{i:04d}" for i in range(5)])], [], loaded_lines=6)
+    store.suppress([("+12025550003", "stop-reply", None)])
+    first, sup = store.exchange(bid, [], 2, utcnow())
+    assert [m.phone for m in first] == ["+12025550000", "+12025550001"] and sup == {}
+    now = utcnow()
+    att = {"message_id": first[0].id, "campaign_id": cid, "started_at": now, "duration_ms": 5, "http_status": 200,
+           "outcome": "sent", "provider_message_id": "d1", "provider_code": None, "detail": None}
+    done = [Outcome(first[0].id, Status.SENT.value, attempt=att), Outcome(first[1].id, Status.FAILED.value, "HTTP 400")]
+    second, sup = store.exchange(bid, done, 10, now)
+    assert [m.phone for m in second] == ["+12025550002", "+12025550003", "+12025550004"]
+    assert list(sup) == ["+12025550003"] and "stop-reply" in sup["+12025550003"]
+    counts = store.counts(cid)
+    assert (counts["sent"], counts["failed"], counts["sending"]) == (1, 1, 3)
+    assert len(store.attempts_by_message(cid)[first[0].id]) == 1
+
+
+def test_a_failed_exchange_writes_nothing(store):
+    cid = _campaign(store)
+    (bid,), _ = store.insert_chunk(cid, 1, [_rows(["+12025550101", "+12025550102"])], [], loaded_lines=3)
+    (a,), _ = store.exchange(bid, [], 1, utcnow())
+    bad_attempt = {"message_id": a.id, "campaign_id": cid, "started_at": utcnow(), "outcome": None}   # outcome is NOT NULL
+    with pytest.raises(Exception):
+        store.exchange(bid, [Outcome(a.id, Status.SENT.value, attempt=bad_attempt)], 1, utcnow())
+    counts = store.counts(cid)
+    assert (counts["sending"], counts["queued"], counts["sent"]) == (1, 1, 0)   # neither the record nor the claim
+
+
+def test_a_claim_takes_only_messages_of_its_own_batch(store):
+    cid = _campaign(store)
+    ids, _ = store.insert_chunk(cid, 1, [_rows(["+12025550101", "+12025550102"]),
+                                         _rows(["+12025550103", "+12025550104"], start_line=4)], [], loaded_lines=5)
+    assert [m.phone for m in store.claim(ids[1], 10, utcnow())] == ["+12025550103", "+12025550104"]
+    assert [m.phone for m in store.claim(ids[0], 10, utcnow())] == ["+12025550101", "+12025550102"]
+
+
 def test_deferred_messages_come_back_when_due_and_stale_claims_become_unknown(store):
     cid = _campaign(store)
     (bid,), _ = store.insert_chunk(cid, 1, [_rows(["+12025550101", "+12025550102"])], [], loaded_lines=3)
