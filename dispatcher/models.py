@@ -88,7 +88,7 @@ class Message(SQLModel, table=True):
     __tablename__ = "message"
     __table_args__ = (
         UniqueConstraint("campaign_id", "phone"),
-        Index("ix_message_batch_status", "batch_id", "status"),
+        Index("ix_message_batch_status", "batch_id", "status", "id"),   # a claim reads a batch in id order
         Index("ix_message_campaign_status", "campaign_id", "status"),
         Index("ix_message_status_not_before", "status", "not_before"),
     )
