@@ -78,10 +78,9 @@ def run(campaign_file: Path, wait: bool = typer.Option(False, "--wait", help="sh
     queue = _queue()
     existing = store.find_campaign(c.name)
     with Progress(TextColumn("loading"), BarColumn(), MofNCompleteColumn(), console=err, transient=True) as prog:
-        from .loader import count_rows
-
-        task = prog.add_task("load", total=count_rows(c.contacts_path))
-        result = load(c, store, queue, batch_size=get_settings().batch_size, progress=lambda n: prog.update(task, completed=n))
+        task = prog.add_task("load", total=None)
+        result = load(c, store, queue, batch_size=get_settings().batch_size,
+                      progress=lambda n, total: prog.update(task, completed=n, total=total))
     if result.resumed and existing is not None and existing.load_complete:
         row = store.campaign(result.campaign_id)
         if row.state == CampaignState.RUNNING.value:

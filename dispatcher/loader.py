@@ -5,14 +5,22 @@ reason; nothing is dropped silently (rows whose every value is blank are not dat
 written in one transaction each and their batches enqueued at once, so the first message goes out
 while the rest still loads. A load that stops midway (a crash, a full disk) leaves the campaign
 ``stopped`` with a reason naming the last stored line, and resumes after that line when run again.
+Large files are planned by forked processes too (``_plan_in_processes``), with the same outcome row for row.
 """
 
 from __future__ import annotations
 
 import csv
+import gc
+import multiprocessing
+import os
+import pickle
+import signal
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from queue import Empty
 from typing import Any, Callable, Iterator
 
 from . import encoding, phones, policy
@@ -28,6 +36,13 @@ MAX_FIELD = 1_000_000
 # rejected before it is rendered. Past this many, the database's unique constraint catches duplicates of
 # earlier chunks (insert_chunk names the message's line), which keeps the loader's memory flat at any size.
 MAX_REMEMBERED = 20_000
+# A planning process remembers fewer: its memory only spares it rendering a repeat, which the loading process
+# rejects in any case.
+MAX_SKIPPED_REPEATS = 4096
+# Below this many rows one process plans the file: forking, and shipping rows between processes, cost more than
+# they save.
+PARALLEL_MIN_ROWS = 20_000
+MAX_PLANNING_PROCESSES = 3   # past this the loading process, which reads and stores every row, is the limit
 CONSENT_COLUMNS = ("opt_in_at", "opt_in_source", "opt_in_method", "consent_at", "consent_source")
 csv.field_size_limit(MAX_FIELD)
 
@@ -74,7 +89,7 @@ def _email_address(raw: str) -> _Address:
     return _Address(info.normalized.lower())   # one mailbox however its letters were cased
 
 
-@dataclass
+@dataclass(slots=True)
 class PlannedRow:
     """One recipient as the plan sees it (used by the loader and by `dispatcher plan`)."""
     line: int
@@ -82,6 +97,24 @@ class PlannedRow:
     values: dict[str, Any] | None       # message row, None when rejected
     reason: str | None                  # rejection reason
     decision: policy.Decision | None = None
+    number: str | None = None           # the normalised number whenever it is valid, also in a rejected row
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Planned rows cross from planning processes by the thousand. They cross decided, so without the working
+        # values that only the decision needs (_info, _zones; a copy.copy drops them too), and slotted
+        # dataclasses (Decision, TextInfo) pickle several times slower than a tuple.
+        values = self.values
+        if values is not None and "_info" in values:
+            values = dict(values)
+            del values["_info"], values["_zones"]
+        d = self.decision
+        return _unpickle_row, (self.line, self.phone, values, self.reason,
+                               None if d is None else (d.action, d.reason, d.not_before), self.number)
+
+
+def _unpickle_row(line: int, phone: str | None, values: dict[str, Any] | None, reason: str | None,
+                  decision: tuple[Any, ...] | None, number: str | None) -> PlannedRow:
+    return PlannedRow(line, phone, values, reason, None if decision is None else policy.Decision(*decision), number)
 
 
 class RowPlanner:
@@ -89,9 +122,13 @@ class RowPlanner:
 
     ``first_lines`` maps each number that became a message to its line: a later row with the same number
     is rejected at once as its duplicate (without rendering it), however far apart the two rows are.
+    With ``dedupe=False`` (a planning process, which sees only some of the chunks) that check is left to
+    ``settle``: rows come back with ``phone`` as written and ``number`` normalised, and a row whose number this
+    planner has planned before comes back unplanned (``values`` and ``reason`` None).
     """
 
-    def __init__(self, campaign: Campaign, *, now: datetime, first_lines: dict[str, int] | None = None) -> None:
+    def __init__(self, campaign: Campaign, *, now: datetime, first_lines: dict[str, int] | None = None,
+                 dedupe: bool = True) -> None:
         self.c = campaign
         spec = campaign.spec
         self.region = spec.contacts.default_region
@@ -104,6 +141,8 @@ class RowPlanner:
             self.qh = None                                # quiet hours are calling/texting hours
         self.start_at = max(now, campaign.hold_until or now)
         self.first_lines: dict[str, int] = {} if first_lines is None else first_lines
+        self.dedupe = dedupe
+        self.remember = MAX_REMEMBERED if dedupe else MAX_SKIPPED_REPEATS
 
     def row(self, line: int, header: list[str], values: list[str], *, end: int | None = None) -> PlannedRow:
         """Plan one data row that starts on ``line`` (and ends on ``end``, for rows with quoted line breaks)."""
@@ -127,35 +166,55 @@ class RowPlanner:
                 number = phones.normalise(raw_phone, self.region)
             except phones.InvalidNumber as exc:
                 return PlannedRow(line, raw_phone, None, f"invalid number: {self._number_problem(exc, raw_phone)}")
-        first = self.first_lines.get(number.e164)
+        e164 = number.e164
+        first = self.first_lines.get(e164)
         if first is not None:
-            return PlannedRow(line, raw_phone, None, f"duplicate of line {first}")
+            return PlannedRow(line, raw_phone, None, f"duplicate of line {first}" if self.dedupe else None, number=e164)
         rec = {h: v.strip() for h, v in zip(header, values)}
         try:
             opt_in = policy.parse_opt_in(rec.get("opt_in"))
         except ValueError as exc:
-            return PlannedRow(line, raw_phone, None, str(exc))
+            return PlannedRow(line, raw_phone, None, str(exc), number=e164)
         try:
-            zones = (policy.resolve_zones(rec.get("timezone") or None, number.e164, self.default_tz)
+            zones = (policy.resolve_zones(rec.get("timezone") or None, e164, self.default_tz)
                      if self.channel != "email" else ())
         except ValueError as exc:
-            return PlannedRow(line, raw_phone, None, f"timezone: {exc}")
+            return PlannedRow(line, raw_phone, None, f"timezone: {exc}", number=e164)
         try:
             body = self.c.template.render(rec)
         except TemplateError as exc:
-            return PlannedRow(line, raw_phone, None, f"message: {exc}")
+            return PlannedRow(line, raw_phone, None, f"message: {exc}", number=e164)
         if not body and self.c.spec.message is not None:
-            return PlannedRow(line, raw_phone, None, "message: the rendered text is empty")
+            return PlannedRow(line, raw_phone, None, "message: the rendered text is empty", number=e164)
         info = encoding.analyse(body) if self.text_rules else _NO_TEXT_RULES
         consent = {k: rec[k] for k in CONSENT_COLUMNS if rec.get(k)}
-        if len(self.first_lines) < MAX_REMEMBERED:
-            self.first_lines[number.e164] = line
-        return PlannedRow(line, number.e164, {
+        if len(self.first_lines) < self.remember:
+            self.first_lines[e164] = line
+        return PlannedRow(line, e164 if self.dedupe else raw_phone, {
             "line": line, "phone": number.e164, "region": number.region, "timezones": " ".join(zones) or None,
             "fields": {k: v for k, v in rec.items() if k not in ("phone", "email", "opt_in")}, "consent": consent,
             "opt_in": opt_in, "body": body, "encoding": info.encoding, "segments": info.segments,
             "_info": info, "_zones": zones,
-        }, None)
+        }, None, number=e164)
+
+    def settle(self, p: PlannedRow) -> bool:
+        """Apply to a row planned with ``dedupe=False`` the duplicate check ``row`` makes; rows in file order.
+
+        False for an unplanned row that is no duplicate here (its number's earlier row was planned when
+        ``first_lines`` was full): the caller must plan it with ``row``.
+        """
+        if p.number is None:
+            return True
+        first = self.first_lines.get(p.number)
+        if first is not None:
+            p.values, p.reason, p.decision = None, f"duplicate of line {first}", None
+        elif p.values is not None:
+            p.phone = p.number
+            if len(self.first_lines) < self.remember:
+                self.first_lines[p.number] = p.line
+        elif p.reason is None:
+            return False
+        return True
 
     def _number_problem(self, exc: phones.InvalidNumber, raw: str) -> str:
         reason = str(exc)
@@ -210,48 +269,223 @@ def _unreadable(exc: csv.Error, start: int, end: int) -> str:
 
 
 def plan_rows(campaign: Campaign, store: Store, *, now: datetime, chunk: int = 5000, skip_through: int = 0,
-              first_lines: dict[str, int] | None = None) -> Iterator[list[PlannedRow]]:
+              first_lines: dict[str, int] | None = None, processes: int = 0) -> Iterator[list[PlannedRow]]:
     """Chunks of planned rows, each with its decision (suppression checked per chunk, one query).
 
     Rows starting on or before ``skip_through`` are read but not planned. ``first_lines`` (number → line of its
     message) lets a resumed load name the original line of a duplicate; it is updated as messages are planned.
+    With ``processes`` > 0 that many forked processes plan the chunks (see ``_plan_in_processes``); the chunks,
+    their rows and their outcomes are the same as when this process plans them.
     """
     planner = RowPlanner(campaign, now=now, first_lines=first_lines)
-    buf: list[PlannedRow] = []
+    raw = _raw_chunks(campaign, chunk=chunk, skip_through=skip_through)
+    if processes > 0:
+        yield from _plan_in_processes(planner, store, raw, processes, now=now)
+        return
+    for header, rows in raw:
+        planned = _plan_chunk(planner, header, rows)
+        _drop_repeats(planned)
+        _decide(planner, store, planned)
+        yield planned
 
-    def flush() -> list[PlannedRow]:
-        # Duplicates are normally caught by the planner; this catches those past MAX_REMEMBERED numbers.
-        seen: dict[str, int] = {}
-        for p in buf:
-            if p.values is None:
-                continue
-            first = seen.setdefault(p.values["phone"], p.line)
-            if first != p.line:
-                p.values, p.reason = None, f"duplicate of line {first}"
-        sup = store.suppressed({p.values["phone"] for p in buf if p.values})
-        for p in buf:
-            if p.values is not None:
-                p.decision = planner.decide(p, sup.get(p.values["phone"]))
-        out = list(buf)
-        buf.clear()
-        return out
 
+_RawRow = tuple[int, int, "list[str] | None", "str | None"]   # first line, last line, values, error
+
+
+def _raw_chunks(campaign: Campaign, *, chunk: int, skip_through: int) -> Iterator[tuple[list[str], list[_RawRow]]]:
+    """(header, rows) for every ``chunk`` data rows that start after line ``skip_through``."""
+    buf: list[_RawRow] = []
+    header: list[str] = []
     for line, end, header, values, error in iter_rows(campaign.contacts_path,
                                                       required=required_columns(campaign.spec.channel)):
         if line <= skip_through:
             continue
-        if values is None:
-            buf.append(PlannedRow(line, None, None, error))
-        else:
-            buf.append(planner.row(line, header, values, end=end))
+        buf.append((line, end, values, error))
         if len(buf) >= chunk:
-            yield flush()
+            yield header, buf
+            buf = []
     if buf:
-        yield flush()
+        yield header, buf
+
+
+def _plan_chunk(planner: RowPlanner, header: list[str], rows: list[_RawRow]) -> list[PlannedRow]:
+    return [planner.row(line, header, values, end=end) if values is not None else PlannedRow(line, None, None, error)
+            for line, end, values, error in rows]
+
+
+def _drop_repeats(chunk: list[PlannedRow]) -> None:
+    # Duplicates are normally caught by the planner; this catches those past MAX_REMEMBERED numbers.
+    seen: dict[str, int] = {}
+    for p in chunk:
+        if p.values is None:
+            continue
+        first = seen.setdefault(p.values["phone"], p.line)
+        if first != p.line:
+            p.values, p.reason, p.decision = None, f"duplicate of line {first}", None
+
+
+def _decide(planner: RowPlanner, store: Store, chunk: list[PlannedRow]) -> None:
+    sup = store.suppressed({p.values["phone"] for p in chunk if p.values})
+    for p in chunk:
+        if p.values is not None:
+            p.decision = planner.decide(p, sup.get(p.values["phone"]))
+
+
+def planning_processes(rows: int) -> int:
+    """How many forked processes should plan a file of ``rows`` data rows: one per core beside the loading
+    process's own (which plans too whenever it would wait) for large files; none below ``PARALLEL_MIN_ROWS``."""
+    if rows < PARALLEL_MIN_ROWS or "fork" not in multiprocessing.get_all_start_methods():
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cores - 1, MAX_PLANNING_PROCESSES)
+
+
+class _Failed:
+    """In place of a chunk whose reading or planning raised: the exception, to raise in that chunk's turn."""
+
+    def __init__(self, exc: BaseException) -> None:
+        try:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:  # noqa: BLE001 - any exception must reach the parent, if not as itself then by name
+            exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+        self.exc = exc
+
+
+def _plan_in_processes(planner: RowPlanner, store: Store, raw: Iterator[tuple[list[str], list[_RawRow]]],
+                       processes: int, *, now: datetime) -> Iterator[list[PlannedRow]]:
+    """Chunks planned by forked processes while the caller stores the ones before them.
+
+    This process reads the file and hands out raw chunks, and plans the next one itself when it would otherwise
+    wait; at most ``processes + 3`` chunks are out at a time, so memory stays flat at any file size. Each chunk
+    comes back planned and decided (suppression checked when it is planned) but not yet checked for duplicates:
+    that needs every earlier chunk, so it is done here, in file order, with ``planner.settle`` (a process does not
+    render a number twice, so a file of repeats costs little). An exception while planning a chunk, or while
+    reading the file, is raised when that chunk's turn comes, after every chunk before it has been yielded.
+    """
+    ctx = multiprocessing.get_context("fork")
+    tasks: Any = ctx.Queue()
+    results: Any = ctx.Queue()
+    # Frozen objects are never touched by the collector, so the pages the children share with this process
+    # stay shared instead of being copied by a collection in either.
+    gc.freeze()
+    procs = [ctx.Process(target=_planning_process, args=(planner.c, store, now, tasks, results),
+                         name=f"dispatcher-planner-{i + 1}", daemon=True) for i in range(processes)]
+    finished = False
+    try:
+        for proc in procs:
+            proc.start()
+        done: dict[int, list[PlannedRow] | _Failed] = {}
+        out: dict[int, tuple[list[str], list[_RawRow]]] = {}   # chunks read, kept for rows planned here
+        sent = taken = queued = 0     # queued: handed to the planning processes and not back yet
+        exhausted = False
+        helper = RowPlanner(planner.c, now=now, dedupe=False)
+
+        def read() -> tuple[list[str], list[_RawRow]] | None:
+            nonlocal sent, exhausted
+            if exhausted:
+                return None
+            try:
+                item = next(raw)
+            except StopIteration:
+                exhausted = True
+                return None
+            except Exception as exc:  # noqa: BLE001 - raised in its turn, like a planning error
+                exhausted = True
+                done[sent] = _Failed(exc)
+                sent += 1
+                return None
+            out[sent] = item
+            sent += 1
+            return item
+
+        def top_up() -> None:
+            nonlocal queued
+            while queued < processes + 1 and (item := read()) is not None:
+                tasks.put((sent - 1, item))
+                queued += 1
+
+        top_up()
+        while taken < sent:
+            while taken not in done:
+                can_help = not exhausted and sent - taken < processes + 3
+                try:
+                    seq, answer = results.get(timeout=0 if can_help else 1.0)
+                except Empty:
+                    if can_help and (item := read()) is not None:
+                        done[sent - 1] = _plan_decided(helper, store, item)
+                        continue
+                    dead = [p for p in procs if p.exitcode is not None]
+                    if dead:
+                        raise RuntimeError("a planning process exited unexpectedly "
+                                           f"(exit code {dead[0].exitcode})") from None
+                    continue
+                done[seq] = answer
+                queued -= 1
+            answer = done.pop(taken)
+            sent_chunk = out.pop(taken, None)   # None for a chunk that could not be read
+            taken += 1
+            top_up()
+            if isinstance(answer, _Failed):
+                raise answer.exc
+            assert sent_chunk is not None
+            header, rows = sent_chunk
+            planned_here = []
+            for i, p in enumerate(answer):
+                if not planner.settle(p):
+                    line, end, values, _ = rows[i]
+                    answer[i] = planner.row(line, header, values, end=end)  # type: ignore[arg-type]
+                    planned_here.append(answer[i])
+            if planned_here:
+                _decide(planner, store, planned_here)
+            _drop_repeats(answer)
+            yield answer
+        finished = True
+    finally:
+        for _ in procs:
+            tasks.put(None)
+        tasks.cancel_join_thread()    # chunks nobody will take must not hold up this process's exit
+        for proc in procs:
+            if not finished and proc.is_alive():
+                proc.terminate()      # it may be halfway through a chunk nobody will read
+            proc.join()
+        tasks.close()
+        results.close()
+        gc.unfreeze()
+
+
+def _plan_decided(planner: RowPlanner, store: Store,
+                  item: tuple[list[str], list[_RawRow]]) -> list[PlannedRow] | _Failed:
+    """A raw chunk planned and decided by a ``dedupe=False`` planner, or what planning it raised."""
+    header, rows = item
+    try:
+        planned = _plan_chunk(planner, header, rows)
+        _decide(planner, store, planned)
+    except BaseException as exc:  # noqa: BLE001 - raised in this chunk's turn, after the chunks before it
+        return _Failed(exc)
+    return planned
+
+
+def _planning_process(campaign: Campaign, store: Store, now: datetime, tasks: Any, results: Any) -> None:
+    """A forked planning process: plans and decides the chunks it is given until it is given None."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is for the loading process, which stops this one
+    # The parent's pooled connections stay referenced until this process ends without clean-up (below), so they
+    # are never closed from here (an SQLite connection must not be used across a fork); it opens its own.
+    parents_pool = store.engine.pool  # noqa: F841
+    store.engine.dispose(close=False)
+    planner = RowPlanner(campaign, now=now, dedupe=False)
+    for seq, item in iter(tasks.get, None):
+        results.put((seq, _plan_decided(planner, store, item)))
+    results.close()
+    results.join_thread()
+    # No interpreter clean-up: it would close those connections, and flush streams whose locks another thread of
+    # the parent (a progress bar) may have held at the fork.
+    os._exit(0)
 
 
 def _message_row(p: PlannedRow) -> dict[str, Any]:
-    v = {k: val for k, val in p.values.items() if not k.startswith("_")}  # type: ignore[union-attr]
+    v = dict(p.values)  # type: ignore[arg-type]
+    v.pop("_info", None)   # the planner's working values, not columns
+    v.pop("_zones", None)
     d = p.decision
     assert d is not None
     v["not_before"] = None   # every row of one INSERT names the same columns
@@ -267,8 +501,8 @@ def _message_row(p: PlannedRow) -> dict[str, Any]:
 
 
 def load(campaign: Campaign, store: Store, queue: TaskQueue | None, *, batch_size: int = 200,
-         chunk_rows: int = 5000, now: datetime | None = None,
-         progress: Callable[[int], None] | None = None) -> LoadResult:
+         chunk_rows: int = 1000, now: datetime | None = None, processes: int | None = None,
+         progress: Callable[[int, int], None] | None = None) -> LoadResult:
     """Create (or resume) the campaign in the database and enqueue its work. Idempotent by campaign name.
 
     Every data row ends up exactly once, as a message or a rejected row. Each chunk of rows is stored in one
@@ -277,7 +511,8 @@ def load(campaign: Campaign, store: Store, queue: TaskQueue | None, *, batch_siz
     Without a queue nothing is enqueued: the campaign ends ``paused`` (``dispatcher resume`` sends it) or
     ``scheduled``. Raises ``ContactsError`` before anything is stored when the contact file is unusable,
     ``InputError`` when a campaign of that name exists with other settings, ``StateError`` when it was cancelled
-    before it finished loading.
+    before it finished loading. ``processes`` is how many forked processes plan the rows (0: this one; default:
+    ``planning_processes`` of the file's size); ``progress`` is called after each chunk with the rows done and the file's estimated total.
     """
     now = now or utcnow()
     check_header(campaign.contacts_path, required=required_columns(campaign.spec.channel))
@@ -317,7 +552,10 @@ def load(campaign: Campaign, store: Store, queue: TaskQueue | None, *, batch_siz
         skip, next_seq = 0, 1
     scheduled = campaign.hold_until is not None and campaign.hold_until > now
     sendable = not scheduled and queue is not None
-    total_batches = max(1, -(-count_rows(campaign.contacts_path) // batch_size))
+    total_rows = count_rows(campaign.contacts_path)
+    total_batches = max(1, -(-total_rows // batch_size))
+    if processes is None:
+        processes = planning_processes(total_rows - skip)
 
     committed = skip
     doing = "starting"
@@ -330,31 +568,35 @@ def load(campaign: Campaign, store: Store, queue: TaskQueue | None, *, batch_siz
                 doing = "enqueueing the batches stored before the interruption"
                 result.enqueued += _enqueue_open(store, queue, cid, now)
         doing = f"reading the rows after line {committed}"
-        for chunk in plan_rows(campaign, store, now=now, chunk=chunk_rows, skip_through=skip, first_lines=first_lines):
-            rejected = [{"line": p.line, "phone": (p.phone or "")[:64] or None, "reason": p.reason}
-                        for p in chunk if p.values is None]
-            rows = [_message_row(p) for p in chunk if p.values is not None]
-            batches = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
-            queued_in = [any(r["status"] == Status.QUEUED.value for r in b) for b in batches]
-            doing = f"storing lines {chunk[0].line}-{chunk[-1].line}"
-            ids, dups = store.insert_chunk(cid, next_seq, batches, rejected, chunk[-1].line)
-            committed = chunk[-1].line
-            for p in chunk:
-                if p.decision is not None:
-                    result.decisions[p.decision.action] = result.decisions.get(p.decision.action, 0) + 1
-            result.rows += len(chunk)
-            result.messages += len(rows) - len(dups)
-            result.rejected += len(rejected) + len(dups)
-            if sendable:
-                doing = f"enqueueing the batches of lines {chunk[0].line}-{chunk[-1].line}"
-                labels = [(bid, batch_label(campaign.name, next_seq + i, max(total_batches, next_seq + i)))
-                          for i, bid in enumerate(ids) if queued_in[i]]
-                result.enqueued += queue.send_batches(labels)  # type: ignore[union-attr]
-            next_seq += len(batches)
-            result.batches = next_seq - 1
-            if progress:
-                progress(result.rows)
-            doing = f"reading the rows after line {committed}"
+        # Closed on the way out, so that when storing fails the planning processes stop at once rather than
+        # when the traceback is freed.
+        with closing(plan_rows(campaign, store, now=now, chunk=chunk_rows, skip_through=skip,
+                               first_lines=first_lines, processes=processes)) as chunks:
+            for chunk in chunks:
+                rejected = [{"line": p.line, "phone": (p.phone or "")[:64] or None, "reason": p.reason}
+                            for p in chunk if p.values is None]
+                rows = [_message_row(p) for p in chunk if p.values is not None]
+                batches = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+                queued_in = [any(r["status"] == Status.QUEUED.value for r in b) for b in batches]
+                doing = f"storing lines {chunk[0].line}-{chunk[-1].line}"
+                ids, dups = store.insert_chunk(cid, next_seq, batches, rejected, chunk[-1].line)
+                committed = chunk[-1].line
+                for p in chunk:
+                    if p.decision is not None:
+                        result.decisions[p.decision.action] = result.decisions.get(p.decision.action, 0) + 1
+                result.rows += len(chunk)
+                result.messages += len(rows) - len(dups)
+                result.rejected += len(rejected) + len(dups)
+                if sendable:
+                    doing = f"enqueueing the batches of lines {chunk[0].line}-{chunk[-1].line}"
+                    labels = [(bid, batch_label(campaign.name, next_seq + i, max(total_batches, next_seq + i)))
+                              for i, bid in enumerate(ids) if queued_in[i]]
+                    result.enqueued += queue.send_batches(labels)  # type: ignore[union-attr]
+                next_seq += len(batches)
+                result.batches = next_seq - 1
+                if progress:
+                    progress(result.rows, total_rows)
+                doing = f"reading the rows after line {committed}"
         store.update_campaign(cid, load_complete=True, batch_count=next_seq - 1)
     except BaseException as exc:
         detail = (str(exc).strip().splitlines() or [""])[0][:200]   # never SQL parameters: they hold numbers

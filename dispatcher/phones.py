@@ -7,12 +7,17 @@ Only ``phonenumbers`` is used, and only here; its exceptions are translated into
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Iterable
 
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberType, ValidationResult, shortnumberinfo
+from phonenumbers import NumberParseException, PhoneMetadata, PhoneNumberType, ValidationResult, shortnumberinfo
 from phonenumbers import timezone as pn_timezone
+from phonenumbers.phonenumberutil import _number_type_helper
+from phonenumbers.re_util import re_compile
+from phonenumbers.tzdata import TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX
 
 __all__ = ["InvalidNumber", "PhoneNumber", "normalise", "mask", "timezones_for"]
 
@@ -21,6 +26,7 @@ _REFUSED_TYPES = {
     PhoneNumberType.SHARED_COST: "shared-cost number",
 }
 _UNKNOWN_ZONE = "Etc/Unknown"
+_ASCII_LETTER = re.compile("[A-Za-z]")   # the ASCII characters str.isalpha accepts, found in one C call
 
 
 class InvalidNumber(ValueError):
@@ -42,7 +48,7 @@ class PhoneNumber:
     national: str
 
 
-@lru_cache(maxsize=16_384)
+@lru_cache(maxsize=4096)   # repeats of a spelling; about 400 bytes an entry in every planning process
 def normalise(raw: str, default_region: str | None) -> PhoneNumber:
     """Parse ``raw`` as a number, dialled from ``default_region`` unless it starts with +CC.
 
@@ -58,7 +64,7 @@ def normalise(raw: str, default_region: str | None) -> PhoneNumber:
     text = raw.strip()
     if not text:
         raise InvalidNumber("empty phone number")
-    if any(c.isalpha() for c in text):
+    if _ASCII_LETTER.search(text) if text.isascii() else any(c.isalpha() for c in text):
         raise InvalidNumber("contains letters")
     if region is None and text[0] not in "+\uff0b":
         raise InvalidNumber("no country code (+...) and no default region")
@@ -80,7 +86,7 @@ def normalise(raw: str, default_region: str | None) -> PhoneNumber:
             raise InvalidNumber(f"unknown country code +{country_code}")
     # number_type is UNKNOWN exactly when is_valid_number is False (both match the national
     # number against the same metadata); asking once halves the cost of a valid number.
-    number_type = phonenumbers.number_type(number)
+    number_region, number_type = _region_and_type(number)
     if number_type == PhoneNumberType.UNKNOWN:
         if shortnumberinfo.is_valid_short_number(number):
             raise InvalidNumber("short code")
@@ -90,13 +96,12 @@ def normalise(raw: str, default_region: str | None) -> PhoneNumber:
     refused = _REFUSED_TYPES.get(number_type)
     if refused:
         raise InvalidNumber(refused)
-    number_region = phonenumbers.region_code_for_number(number)
     if number_region is None or number_region == "001":
         raise InvalidNumber("international non-geographic number (not in any country)")
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     if len(_ZONES) > 4096:   # the loader asks right after normalising: a small window is enough
         _ZONES.clear()
-    _ZONES[e164] = _zones_of(number, number_type)   # the loader asks next; spare it a second parse
+    _ZONES[e164] = _zones_of(number, number_type, e164)   # the loader asks next; spare it a second parse
     return PhoneNumber(
         e164=e164,
         region=number_region,
@@ -147,12 +152,65 @@ def mask(e164: str) -> str:
 _ZONES: dict[str, tuple[str, ...]] = {}
 
 
-def _zones_of(number: phonenumbers.PhoneNumber, number_type: int) -> tuple[str, ...]:
-    # What pn_timezone.time_zones_for_number does, without computing number_type a second time.
-    if phonenumbers.is_number_type_geographical(number_type, number.country_code):
-        zones = tuple(pn_timezone.time_zones_for_geographical_number(number))
+def _region_and_type(number: phonenumbers.PhoneNumber) -> tuple[str | None, int]:
+    """``(region_code_for_number(number), number_type(number))``, matching the national number against
+    each candidate region's metadata once: asked separately, a number of a shared country code (+1, +7)
+    goes through the type patterns three times."""
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(number.country_code)
+    if regions is None:
+        return None, PhoneNumberType.UNKNOWN
+    national = phonenumbers.national_significant_number(number)
+    if len(regions) == 1:
+        region = regions[0]
     else:
-        zones = tuple(pn_timezone._country_level_time_zones_for_number(number))
+        for region in regions:   # region_code_for_number's search, keeping the type it computes on the way
+            metadata = PhoneMetadata.metadata_for_region(region.upper(), None)
+            if metadata is None:
+                continue
+            if metadata.leading_digits is not None:
+                if re_compile(metadata.leading_digits).match(national):
+                    break
+            else:
+                found = _number_type_helper(national, metadata)
+                if found != PhoneNumberType.UNKNOWN:
+                    return region, found    # number_type would match the same metadata again
+        else:
+            return None, PhoneNumberType.UNKNOWN
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(number.country_code, region)
+    return region, (_number_type_helper(national, metadata) if metadata is not None else PhoneNumberType.UNKNOWN)
+
+
+def _tz_key_length(country_code: int) -> int:
+    # The zone table is searched by longest prefix of the E.164 digits, so only its keys that start with the
+    # country code (or are a prefix of it) can match: the digits up to the longest of those decide the answer.
+    cc = str(country_code)
+    return max([len(cc)] + [len(k) for k in TIMEZONE_DATA if k.startswith(cc)])
+
+
+_TZ_KEY_LENGTHS = {cc: _tz_key_length(cc) for cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE}
+_GEO_ZONES: dict[str, tuple[str, ...]] = {}   # the decisive leading digits -> zones (about 60 bytes an entry)
+
+
+def _zones_of(number: phonenumbers.PhoneNumber, number_type: int, e164: str) -> tuple[str, ...]:
+    # What pn_timezone.time_zones_for_number does, without computing number_type a second time.
+    if not phonenumbers.is_number_type_geographical(number_type, number.country_code):
+        return _country_zones(number.country_code)
+    key = e164[1:1 + _TZ_KEY_LENGTHS.get(number.country_code, TIMEZONE_LONGEST_PREFIX)]
+    zones = _GEO_ZONES.get(key)
+    if zones is None:
+        if len(_GEO_ZONES) >= 8192:
+            _GEO_ZONES.clear()
+        zones = _GEO_ZONES[key] = _known(pn_timezone.time_zones_for_geographical_number(number))
+    return zones
+
+
+@lru_cache(maxsize=None)
+def _country_zones(country_code: int) -> tuple[str, ...]:
+    return _known(pn_timezone._country_level_time_zones_for_number(phonenumbers.PhoneNumber(country_code=country_code)))
+
+
+def _known(zones: Iterable[str]) -> tuple[str, ...]:
+    zones = tuple(zones)
     return () if zones == (_UNKNOWN_ZONE,) else zones
 
 
@@ -173,5 +231,4 @@ def _timezones_for(e164: str) -> tuple[str, ...]:
         number = phonenumbers.parse(e164, None)
     except NumberParseException as exc:
         raise InvalidNumber(_parse_error_reason(exc, e164)) from None
-    zones = tuple(pn_timezone.time_zones_for_number(number))
-    return () if zones == (_UNKNOWN_ZONE,) else zones
+    return _known(pn_timezone.time_zones_for_number(number))

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import phonenumbers
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from phonenumbers import PhoneNumberType
+from phonenumbers import timezone as pn_timezone
 
+from dispatcher import phones
 from dispatcher.phones import InvalidNumber, PhoneNumber, mask, normalise, timezones_for
 
 
@@ -109,3 +115,77 @@ def test_mask_keeps_country_code_and_a_few_digits(e164: str, masked: str) -> Non
 )
 def test_timezones_for_gives_the_numbers_zones_or_nothing_when_unknown(e164: str, zones: tuple[str, ...]) -> None:
     assert timezones_for(e164) == zones
+
+
+# ------------------------------------------------------------------ the fast path equals phonenumbers' own answers
+
+def _example_numbers() -> list[str]:
+    """phonenumbers' example number of every type in every region, and of every non-geographic code: valid
+    numbers of all kinds."""
+    found = set()
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in vars(PhoneNumberType).values():
+            if isinstance(kind, int) and (n := phonenumbers.example_number_for_type(region, kind)) is not None:
+                found.add(phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.E164))
+    for code in phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS:     # +800, +882, ...: one "region" each
+        if (n := phonenumbers.example_number_for_non_geo_entity(code)) is not None:
+            found.add(phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.E164))
+    return sorted(found)
+
+
+EXAMPLES = _example_numbers()
+_COUNTRY_CODES = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+
+
+@st.composite
+def varied_numbers(draw: st.DrawFn) -> str:
+    """E.164-like texts: example numbers with their tail rewritten (mostly valid, often sharing a zone prefix with
+    an earlier draw) and arbitrary digits after a known country code (mostly invalid)."""
+    digits = st.text("0123456789", min_size=1, max_size=14)
+    if draw(st.booleans()):
+        example = draw(st.sampled_from(EXAMPLES))
+        keep = draw(st.integers(2, len(example)))
+        return example[:keep] + draw(digits)[:len(example) - keep]
+    return f"+{draw(st.sampled_from(_COUNTRY_CODES))}{draw(digits)}"
+
+
+def _check_against_phonenumbers(text: str) -> None:
+    try:
+        number = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        return
+    region, kind = phonenumbers.region_code_for_number(number), phonenumbers.number_type(number)
+    assert phones._region_and_type(number) == (region, kind)
+    if kind != PhoneNumberType.UNKNOWN:
+        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        plain = tuple(pn_timezone.time_zones_for_number(number))
+        assert phones._zones_of(number, kind, e164) == (() if plain == ("Etc/Unknown",) else plain)
+
+
+def test_region_type_and_zones_equal_phonenumbers_for_every_example_number() -> None:
+    for text in EXAMPLES:
+        _check_against_phonenumbers(text)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(varied_numbers())
+def test_region_type_and_zones_equal_phonenumbers_for_varied_numbers(text: str) -> None:
+    _check_against_phonenumbers(text)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(varied_numbers(), st.sampled_from([None, "US", "GB", "DE", "IT", "BR", "IN"]))
+def test_normalise_agrees_with_phonenumbers_on_validity_region_e164_and_zones(text: str, region: str | None) -> None:
+    normalise.cache_clear()
+    try:
+        got = normalise(text, region)
+    except InvalidNumber:
+        got = None
+    number = phonenumbers.parse(text, region) if got is not None else None
+    if number is None:
+        return
+    assert phonenumbers.is_valid_number(number)
+    assert got.region == phonenumbers.region_code_for_number(number)
+    assert got.e164 == phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    plain = tuple(pn_timezone.time_zones_for_number(number))
+    assert timezones_for(got.e164) == (() if plain == ("Etc/Unknown",) else plain)

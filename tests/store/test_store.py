@@ -64,6 +64,36 @@ def test_insert_chunk_keeps_one_message_per_number_and_records_duplicates_with_t
     assert store.campaign(cid).loaded_lines == 5
 
 
+def test_insert_chunk_stores_exactly_what_a_plain_sqlalchemy_insert_stores(store):
+    from sqlalchemy import insert, select
+
+    from dispatcher.store import B, M
+
+    later = utcnow() + timedelta(hours=3)
+    full = [dict(r, timezones="America/New_York Europe/London", not_before=later if i % 2 else None,
+                 status=Status.DEFERRED.value if i % 2 else Status.QUEUED.value,
+                 reason="quiet hours" if i % 2 else None,
+                 encoding="UCS-2", segments=2, opt_in=bool(i % 3), fields={"first_name": f"Zoë {i}", "n": [i, None]},
+                 consent={"opt_in_at": "2026-10-01"} if i % 2 else {})
+            for i, r in enumerate(_rows([f"+1202555{i:04d}" for i in range(30)]))]
+    for rows in (full, _rows(["+12025550201", "+12025550202"], start_line=40)):   # every column, and the defaults
+        ours, plain = _campaign(store, f"ours-{len(rows)}"), _campaign(store, f"plain-{len(rows)}")
+        (bid,), dups = store.insert_chunk(ours, 1, [[dict(r) for r in rows]], [], loaded_lines=99)
+        assert dups == []
+        with store.tx() as conn:
+            plain_bid = conn.execute(insert(B).values(campaign_id=plain, seq=1, size=len(rows))
+                                     .returning(B.c.id)).scalar_one()
+            updated = conn.execute(select(M.c.updated_at).where(M.c.batch_id == bid).limit(1)).scalar_one()
+            conn.execute(insert(M), [dict(r, campaign_id=plain, batch_id=plain_bid, updated_at=updated) for r in rows])
+
+        def stored(cid: int) -> list[tuple]:
+            with store.engine.connect() as conn:   # as the database holds them, not as SQLAlchemy reads them back
+                return [tuple(r)[3:] for r in conn.exec_driver_sql(
+                    f"SELECT * FROM message WHERE campaign_id = {cid} ORDER BY line").all()]
+
+        assert stored(ours) == stored(plain) and len(stored(ours)) == len(rows)
+
+
 def test_a_message_is_claimed_once_however_many_workers_race_for_it(store):
     cid = _campaign(store)
     (bid,), _ = store.insert_chunk(cid, 1, [_rows([f"+1202555{i:04d}" for i in range(200)])], [], loaded_lines=201)
