@@ -1,14 +1,20 @@
-"""A fresh PostgreSQL database per test (created and dropped over a real connection)."""
+"""A fresh PostgreSQL database per test (created and dropped over a real connection), and a migrated Store on
+either backend."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
-from typing import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 from sqlalchemy import create_engine, text
 
 from tests.conftest import TEST_POSTGRES_URL
+
+if TYPE_CHECKING:
+    from dispatcher.store import Store
 
 
 @contextlib.contextmanager
@@ -27,3 +33,26 @@ def fresh_postgres() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextlib.contextmanager
+def store_on(backend: str, tmp_path: Path) -> Iterator["Store"]:
+    """A migrated Store on a new SQLite file in ``tmp_path`` ("sqlite") or a fresh PostgreSQL database
+    ("postgres"; the test is skipped when DISPATCHER_SKIP_POSTGRES=1)."""
+    import pytest
+
+    from dispatcher.store import Store, init_db, make_engine
+
+    if backend == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+        init_db(engine)
+        yield Store(engine)
+        engine.dispose()
+        return
+    if os.environ.get("DISPATCHER_SKIP_POSTGRES") == "1":
+        pytest.skip("DISPATCHER_SKIP_POSTGRES=1")
+    with fresh_postgres() as url:
+        engine = make_engine(url)
+        init_db(engine)
+        yield Store(engine)
+        engine.dispose()

@@ -15,7 +15,8 @@ import pytest
 from dispatcher import loader
 from dispatcher.campaign import Campaign
 from dispatcher.loader import load, planning_processes
-from dispatcher.store import Store, init_db, make_engine
+from dispatcher.store import Store
+from tests.store_utils import store_on
 
 from .conftest import campaign_for
 
@@ -26,21 +27,8 @@ MESSAGE = '"{{ first_name[0] }}: hi {{ first_name }}, 20% off today. Reply STOP 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'load.db'}")
-        init_db(engine)
-        yield Store(engine)
-        engine.dispose()
-        return
-    if os.environ.get("DISPATCHER_SKIP_POSTGRES") == "1":
-        pytest.skip("DISPATCHER_SKIP_POSTGRES=1")
-    from tests.store_utils import fresh_postgres
-
-    with fresh_postgres() as url:
-        engine = make_engine(url)
-        init_db(engine)
-        yield Store(engine)
-        engine.dispose()
+    with store_on(request.param, tmp_path) as store:
+        yield store
 
 
 def varied_contacts(n: int, seed: int = 3) -> str:

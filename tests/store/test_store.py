@@ -12,29 +12,14 @@ from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
 from dispatcher.models import CampaignState, Status, utcnow
-from dispatcher.store import Outcome, Store, init_db, make_engine
+from dispatcher.store import Outcome, Store
+from tests.store_utils import store_on
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-        engine = make_engine(url)
-        init_db(engine)
-        yield Store(engine)
-        engine.dispose()
-        return
-    import os
-
-    if os.environ.get("DISPATCHER_SKIP_POSTGRES") == "1":
-        pytest.skip("DISPATCHER_SKIP_POSTGRES=1")
-    from tests.store_utils import fresh_postgres
-
-    with fresh_postgres() as url:
-        engine = make_engine(url)
-        init_db(engine)
-        yield Store(engine)
-        engine.dispose()
+    with store_on(request.param, tmp_path) as store:
+        yield store
 
 
 def _campaign(store: Store, name: str = "c1") -> int:
