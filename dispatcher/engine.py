@@ -17,7 +17,6 @@ import queue
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable, TypeVar
@@ -94,7 +93,7 @@ class Dispatcher:
         self._local = threading.local()
         self.clock = clock
         self.environ = environ
-        self.pool = ThreadPoolExecutor(max_workers=settings.send_concurrency, thread_name_prefix="send")
+        self.senders = _Senders(settings.send_concurrency, self._send_into)
         self._ctx: dict[int, tuple[Any, _Ctx]] = {}
         self._lock = threading.Lock()
 
@@ -202,7 +201,7 @@ class Dispatcher:
                     note(decided)
                     for group in ([to_send[i:i + unit] for i in range(0, len(to_send), unit)] if grouped
                                   else [[m] for m in to_send]):
-                        self.pool.submit(self._send_into, finished, ctx, group)
+                        self.senders.submit(finished, ctx, group)
                         in_flight += len(group)
             if in_flight == 0:
                 if not pending and (drained or stop is not None or give_back):
@@ -446,6 +445,33 @@ class Dispatcher:
         if expired or requeued:
             log.warning("reconcile: %d in-flight messages marked unknown, %d batches re-enqueued", expired, requeued)
         return {"unknown": expired, "requeued": requeued, "completed": completed}
+
+
+class _Senders:
+    """The sending threads: each takes (finished queue, campaign context, group) off one work queue and runs
+    ``work`` on it. Lighter than a ThreadPoolExecutor (no Future per request); started on first use, so a
+    forked worker process starts its own."""
+
+    def __init__(self, size: int, work: Callable[[queue.SimpleQueue[Any], _Ctx, list[Claimed]], None]) -> None:
+        self._size = size
+        self._work = work
+        self._queue: queue.SimpleQueue[tuple[queue.SimpleQueue[Any], _Ctx, list[Claimed]]] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def submit(self, finished: queue.SimpleQueue[Any], ctx: _Ctx, group: list[Claimed]) -> None:
+        if len(self._threads) < self._size:
+            with self._lock:
+                while len(self._threads) < self._size:
+                    t = threading.Thread(target=self._run, name=f"send-{len(self._threads) + 1}", daemon=True)
+                    t.start()
+                    self._threads.append(t)
+        self._queue.put((finished, ctx, group))
+
+    def _run(self) -> None:
+        get, work = self._queue.get, self._work
+        while True:
+            work(*get())
 
 
 def _describe(res: SendResult) -> str:

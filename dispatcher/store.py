@@ -288,7 +288,8 @@ class Store:
                  touch: bool = True) -> tuple[list[Claimed], dict[str, str]]:
         """``record(outcomes)`` then ``claim(batch_id, limit)`` in one transaction (one commit, one turn of
         SQLite's write lock), and the suppression entries of the claimed numbers. All of it or none of it
-        happens. ``touch`` marks the batch as worked on, for the reconciler."""
+        happens. With ``touch`` (a sender passes it about once a second) the batch's due deferred messages are
+        released first and the batch is marked as worked on, for the reconciler."""
         with self.tx() as conn:
             if outcomes:
                 self._record_in(conn, outcomes, now)
@@ -296,10 +297,10 @@ class Store:
                 return [], {}
             release, pick, touch_q = self._claim_q
             params = {"_b": batch_id, "_now": now, "_lim": limit}
-            conn.execute(release, params)
-            rows = conn.execute(pick, params).all()
             if touch:
+                conn.execute(release, params)
                 conn.execute(touch_q, params)
+            rows = conn.execute(pick, params).all()
             suppressed = self._suppressed_in(conn, [r[2] for r in rows]) if rows else {}
         return [Claimed(*r) for r in sorted(rows, key=lambda r: r[0])], suppressed
 
