@@ -17,10 +17,16 @@ app.conf.include = ["workers.tasks"]
 
 @worker_process_init.connect
 def _fresh_connections(**_: object) -> None:
-    # Pool processes are forked from the parent: never reuse its sockets.
+    # Pool processes are forked from the parent: never reuse its sockets. Then build this process's dispatcher
+    # (engine, broker producer, limiter: no connection opened yet), so the first task does not pay for it.
+    from dispatcher import runtime
     from dispatcher.store import make_engine
 
     make_engine.cache_clear()
+    try:
+        runtime.dispatcher()
+    except Exception as exc:  # noqa: BLE001 - the first task builds it again and reports what is wrong
+        logging.getLogger(__name__).warning("dispatcher not prepared at process start (%s)", type(exc).__name__)
 
 
 logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dispatcher import engine as _engine  # noqa: F401 - imported before the pool forks: a first task starts warm
 from dispatcher import runtime
 from dispatcher.errors import TransientError
 from dispatcher.queue import PROCESS_WEBHOOKS, RECONCILE, RELEASE_DUE, SEND_BATCH

@@ -112,6 +112,7 @@ def endpoint(sb: Sandbox, dialect: Dialect, handler: Handler, *,
 
     async def view(request: Request) -> Response:
         received = time.time()
+        generation = state.generation
         raw = b""
         payload: Any = None
         if body:
@@ -135,7 +136,10 @@ def endpoint(sb: Sandbox, dialect: Dialect, handler: Handler, *,
             response, outcome = dialect.malformed(payload), "rejected"
         else:
             response, outcome = await handler(sb, request, payload)
-        # Read state only now: a reset during the awaits above replaced stats and log.
+        if state.generation != generation:
+            # A reset came while this request waited (a `slow` number, latency): it belongs to the state before,
+            # and must not show up in the log or counts of whoever reset.
+            return response
         stats = state.stats[name]
         stats["requests"] += 1
         if outcome:

@@ -311,9 +311,11 @@ class State:
 
     def __init__(self, *, latency_ms: float = 0.0) -> None:
         self.default_latency_ms = latency_ms
+        self.generation = 0
         self.reset()
 
     def reset(self) -> None:
+        self.generation += 1     # requests that arrived before this reset are counted and logged nowhere
         self.config = Config(latency_ms=self.default_latency_ms)
         self.log: deque[dict[str, Any]] = deque(maxlen=LOG_LIMIT)
         self.stats: dict[str, dict[str, int]] = {p: dict.fromkeys(STAT_KEYS, 0) for p in PROVIDERS}

@@ -160,6 +160,18 @@ def test_reset_clears_log_config_lists_and_stats(sandbox: Any, api: Any) -> None
     assert [p["pool_id"] for p in api.dc("GET", "/v1/pool").json()] == ["text"]
 
 
+def test_a_request_still_waiting_at_a_reset_is_logged_and_counted_nowhere(sandbox: Any, api: Any) -> None:
+    # A slow request of one test must not show up in the log of the next one, which reset the sandbox.
+    sandbox.configure(numbers={"+61488023555": "slow"}, slow_ms=400)
+    with pytest.raises(httpx.ReadTimeout):
+        sandbox.http.post("/v2/Properties/P1/Messages", json={"To": "+61488023555", "Text": "hi"},
+                          headers={"Authorization": "Basic QUM6dA=="}, timeout=0.1)
+    sandbox.reset()
+    time.sleep(0.5)                       # the slow request has finished by now
+    assert sandbox.requests() == []
+    assert sandbox.http.get("/_sandbox/stats").json()["requests"] == 0
+
+
 def test_reset_cancels_pending_receipts(sandbox: Any, api: Any, receiver: Any) -> None:
     sandbox.configure(receipts={"delay_ms": 300})
     api.dc_sms({"callback_url": receiver.url})
