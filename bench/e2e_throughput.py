@@ -30,6 +30,7 @@ from pathlib import Path
 
 import httpx
 import redis
+from procfs import tree_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -85,22 +86,6 @@ class Stack:
     def close(self) -> None:
         for p in self.procs:
             self.stop(p)
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of a process and all its descendants, from /proc (Linux)."""
-    total = 0.0
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo.extend(int(c) for c in (task / "children").read_text().split())
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
 
 
 def bare(stack: Stack, n: int, width: int) -> float:
@@ -174,12 +159,12 @@ def dispatcher(stack: Stack, n: int) -> tuple[float, dict[str, float]]:
     w = stack.start([str(BIN / "celery"), "-A", "workers.app", "worker", "-c", "2", "-l", "warning",
                      "--without-gossip", "--without-mingle"], "worker")
     time.sleep(3)
-    cpu0 = {"workers": cpu_seconds(w.pid), "sandbox": cpu_seconds(stack.procs[0].pid)}
+    cpu0 = {"workers": tree_cpu_seconds(w.pid), "sandbox": tree_cpu_seconds(stack.procs[0].pid)}
     t0 = time.time()
     r = subprocess.run([str(BIN / "dispatcher"), "run", str(campaign), "--wait", "--timeout", "900"], cwd=stack.tmp,
                        env=stack.env, capture_output=True, text=True)
     t_run = time.time() - t0
-    cpu = {"workers": cpu_seconds(w.pid) - cpu0["workers"], "sandbox": cpu_seconds(stack.procs[0].pid) - cpu0["sandbox"]}
+    cpu = {"workers": tree_cpu_seconds(w.pid) - cpu0["workers"], "sandbox": tree_cpu_seconds(stack.procs[0].pid) - cpu0["sandbox"]}
     if r.returncode:
         raise SystemExit(r.stderr)
     db = sqlite3.connect(stack.tmp / "dispatcher.db", timeout=60)

@@ -23,24 +23,10 @@ import time
 from pathlib import Path
 
 import redis
+from procfs import tree
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-
-
-def _tree(pid: int) -> list[int]:
-    """``pid`` and its descendants, now."""
-    found, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        found.append(p)
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as fh:
-                    todo += [int(c) for c in fh.read().split()]
-        except OSError:   # it has just exited
-            continue
-    return found
 
 
 def _pss_kb(pid: int) -> int:
@@ -63,7 +49,7 @@ class TreeMemory(threading.Thread):
 
     def run(self) -> None:
         while self.proc.poll() is None:
-            pids = _tree(self.proc.pid)
+            pids = tree(self.proc.pid)
             total = sum(_pss_kb(p) for p in pids) / 1024
             if total > self.peak_mb:
                 self.peak_mb, self.peak_processes = total, len(pids)

@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 
 from dispatcher.providers.transport import KeepAliveTransport
+from procfs import cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 TIME_LIMIT = 120.0  # seconds: the client stops sending after this, whatever is left
@@ -103,16 +104,6 @@ def wait_health(url: str, timeout: float = 15.0) -> None:
             pass
         time.sleep(0.05)
     raise SystemExit(f"sandbox at {url} did not start in {timeout}s")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used by process ``pid`` (Linux /proc; 0.0 elsewhere)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def machine() -> str:

@@ -199,8 +199,7 @@ class Dispatcher:
                 if claimed:
                     decided, to_send = self._decide(ctx, claimed, sup, now, result)
                     note(decided)
-                    for group in ([to_send[i:i + unit] for i in range(0, len(to_send), unit)] if grouped
-                                  else [[m] for m in to_send]):
+                    for group in (to_send[i:i + unit] for i in range(0, len(to_send), unit)):
                         self.senders.submit(finished, ctx, group)
                         in_flight += len(group)
             if in_flight == 0:

@@ -1,0 +1,35 @@
+"""What the benchmarks read of their processes from /proc (Linux): a process tree, and CPU time."""
+
+from __future__ import annotations
+
+import os
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, now."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    todo += [int(c) for c in fh.read().split()]
+        except OSError:   # it has just exited
+            continue
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used by process ``pid`` (0.0 once it has gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and all its descendants that are alive now."""
+    return sum(cpu_seconds(p) for p in tree(pid))
