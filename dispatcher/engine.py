@@ -6,8 +6,10 @@ clock and the suppression list, takes a slot from the shared rate limiter, and s
 provider adapter on a thread pool (one small keep-alive httpx client per sending thread: one client
 shared by many threads spends its time in the connection pool's lock). Finished sends come back
 through a queue; their outcomes and attempts are written in the same transaction that claims the
-next group, so the database sees one commit per group, and at most ``SEND_CONCURRENCY`` messages
-(times the group size for email) are ever claimed and unrecorded.
+next group, so the database sees one commit per group. At most ``SEND_CONCURRENCY`` requests are in
+flight, and at most half as many messages again wait claimed for a free thread: 1.5 × ``SEND_CONCURRENCY``
+messages (times the group size for email) are ever claimed and unrecorded. An answer that stops the
+campaign (authentication, billing) halts the batch, and what waits goes back to ``queued`` unsent.
 """
 
 from __future__ import annotations
@@ -41,9 +43,12 @@ SHORT_REQUEUE = 60.0       # deferrals due sooner than this re-enqueue their bat
 DB_RETRY_CAP = 1.0         # seconds at most between tries of a claimed wave's database step while the database is away
 STATE_CHECK_EVERY = 1.0    # seconds between campaign-state reads while a batch sends (pause takes effect within)
 COLLECT_EVERY = 0.05       # seconds at most between looks at the campaign while requests are out
+CLAIM_AHEAD = 0.5          # claimed messages waiting for a free sending thread, as a share of SEND_CONCURRENCY
 LIMITER_RETRY = 5.0        # seconds before work given back for an unreachable rate limiter is tried again
 SENDABLE = (CampaignState.RUNNING.value,)
 _NO_LENGTH = encoding.TextInfo("GSM-7", 0, 1, 0)
+_STOPPING = (Outcome.AUTH, Outcome.BILLING)   # answers that stop the campaign: nothing more goes out after one
+_HALTED = object()   # in place of a result: the batch halted before this group's request, which was not made
 T = TypeVar("T")
 
 
@@ -145,9 +150,13 @@ class Dispatcher:
         k = self.settings.send_concurrency
         grouped = ctx.channel in channels.GROUPED
         unit = channels.group_size(ctx.options) if grouped else 1
-        cap = k * unit                  # messages claimed and not yet recorded, at most: what a killed worker leaves
-        refill_at = max(1, cap // 4)    # claim (and record) in groups of at least this many: fewer transactions
-        finished: queue.SimpleQueue[tuple[list[Claimed], float, SendResult | BaseException | None]] = queue.SimpleQueue()
+        # Messages claimed and not yet recorded, at most (what a killed worker leaves): as many as there are sending
+        # threads, and some more waiting for them, so that a thread that finishes takes its next message at once
+        # instead of waiting for this thread to record and claim (a third more throughput from one process).
+        cap = (k + int(k * CLAIM_AHEAD)) * unit
+        refill_at = max(1, cap // 8)    # claim (and record) in groups of at least this many: fewer transactions
+        run = _Run()
+        finished = run.finished
         in_flight = 0                   # messages handed to the sending threads and not back yet
         pending: list[Row] = []         # outcomes and send-time decisions waiting to be written
         suppress: list[tuple[str, str, str | None]] = []
@@ -177,6 +186,7 @@ class Dispatcher:
                 try:
                     if self.store.campaign_state(campaign_id) not in SENDABLE:
                         claim, drained = False, True
+                        run.halted.set()    # paused or cancelled: what waits for a thread goes back untouched
                 except TransientError as exc:
                     claim, drained, interrupted = False, True, exc
             if suppress:
@@ -200,7 +210,7 @@ class Dispatcher:
                     decided, to_send = self._decide(ctx, claimed, sup, now, result)
                     note(decided)
                     for group in (to_send[i:i + unit] for i in range(0, len(to_send), unit)):
-                        self.senders.submit(finished, ctx, group)
+                        self.senders.submit(run, ctx, group)
                         in_flight += len(group)
             if in_flight == 0:
                 if not pending and (drained or stop is not None or give_back):
@@ -220,7 +230,9 @@ class Dispatcher:
                 in_flight -= len(group)
                 if isinstance(res, BaseException):
                     raise res
-                if res is None:          # no rate-limit slot soon enough: started carries the wait
+                if res is _HALTED:
+                    give_back.extend(m.id for m in group)
+                elif res is None:          # no rate-limit slot soon enough: started carries the wait
                     give_back.extend(m.id for m in group)
                     soonest = started if soonest is None else min(soonest, started)
                 else:
@@ -230,9 +242,12 @@ class Dispatcher:
             note(rows)
             if stop_reason and stop is None:
                 stop = stop_reason
+                run.halted.set()
         if give_back:
             self.store.requeue(give_back, self.clock())
             result.given_back += len(give_back)
+            if run.halted.is_set() and self.store.campaign_state(campaign_id) == CampaignState.CANCELLED.value:
+                self.store.cancel_open(campaign_id, self.clock())   # what was given back is cancelled too
         if interrupted is not None:
             raise interrupted
         if stop is not None:
@@ -322,18 +337,22 @@ class Dispatcher:
             adapter = local.adapters[id(ctx)] = type(ctx.provider)(ctx.config, local.client)
         return adapter
 
-    def _send_into(self, finished: queue.SimpleQueue[Any], ctx: _Ctx, group: list[Claimed]) -> None:
-        """Run on a sending thread: send, and hand (group, start, result or exception) back to the batch."""
+    def _send_into(self, run: _Run, ctx: _Ctx, group: list[Claimed]) -> None:
+        """Run on a sending thread: send, and hand (group, start, result or exception) back to the batch. An answer
+        that stops the campaign halts the batch at once, so that no thread makes another request for it."""
         try:
-            started, res = self._send(ctx, group)
+            started, res = self._send(ctx, group, run.halted)
         except BaseException as exc:  # noqa: BLE001 - re-raised on the batch's thread
-            finished.put((group, 0.0, exc))
-        else:
-            finished.put((group, started, res))
+            run.finished.put((group, 0.0, exc))
+            return
+        if isinstance(res, SendResult) and res.outcome in _STOPPING:
+            run.halted.set()
+        run.finished.put((group, started, res))
 
-    def _send(self, ctx: _Ctx, group: list[Claimed]) -> tuple[float, SendResult | None]:
+    def _send(self, ctx: _Ctx, group: list[Claimed], halted: threading.Event) -> tuple[float, Any]:
         """One request: a rate-limit slot (segments, or one per email address), then the provider call.
-        Returns (start time, result), or (seconds until a slot, None) when the slot is too far away."""
+        Returns (start time, result); (seconds until a slot, None) when the slot is too far away; (0, _HALTED)
+        when the batch halted before the request."""
         cost = sum(m.segments for m in group) if ctx.length_rule else len(group)
         wait_for = 0.0
         for key, rate in ((limiter_key(ctx.provider.name, "deployment"), ctx.account_rate), (ctx.key, ctx.rate)):
@@ -348,6 +367,8 @@ class Dispatcher:
                 wait_for = max(wait_for, r.wait)
         if wait_for > 0:
             time.sleep(wait_for)
+        if halted.is_set():
+            return 0.0, _HALTED
         started = time.time()
         timeout = self.settings.http_timeout
         provider = self._adapter(ctx)
@@ -446,26 +467,36 @@ class Dispatcher:
         return {"unknown": expired, "requeued": requeued, "completed": completed}
 
 
+class _Run:
+    """One batch's side of the sending threads: where finished sends come back, and whether to send at all."""
+
+    __slots__ = ("finished", "halted")
+
+    def __init__(self) -> None:
+        self.finished: queue.SimpleQueue[tuple[list[Claimed], float, Any]] = queue.SimpleQueue()
+        self.halted = threading.Event()
+
+
 class _Senders:
-    """The sending threads: each takes (finished queue, campaign context, group) off one work queue and runs
+    """The sending threads: each takes (batch run, campaign context, group) off one work queue and runs
     ``work`` on it. Lighter than a ThreadPoolExecutor (no Future per request); started on first use, so a
     forked worker process starts its own."""
 
-    def __init__(self, size: int, work: Callable[[queue.SimpleQueue[Any], _Ctx, list[Claimed]], None]) -> None:
+    def __init__(self, size: int, work: Callable[[_Run, _Ctx, list[Claimed]], None]) -> None:
         self._size = size
         self._work = work
-        self._queue: queue.SimpleQueue[tuple[queue.SimpleQueue[Any], _Ctx, list[Claimed]]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[_Run, _Ctx, list[Claimed]]] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
-    def submit(self, finished: queue.SimpleQueue[Any], ctx: _Ctx, group: list[Claimed]) -> None:
+    def submit(self, run: _Run, ctx: _Ctx, group: list[Claimed]) -> None:
         if len(self._threads) < self._size:
             with self._lock:
                 while len(self._threads) < self._size:
                     t = threading.Thread(target=self._run, name=f"send-{len(self._threads) + 1}", daemon=True)
                     t.start()
                     self._threads.append(t)
-        self._queue.put((finished, ctx, group))
+        self._queue.put((run, ctx, group))
 
     def _run(self) -> None:
         get, work = self._queue.get, self._work

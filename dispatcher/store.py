@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Iterator, Sequence
+
+try:
+    import fcntl
+except ImportError:   # Windows: SQLite's own locking only
+    fcntl = None  # type: ignore[assignment]
 
 from sqlalchemy import Engine, Integer, and_, bindparam, create_engine, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -97,6 +103,7 @@ class Store:
         self.engine = engine
         self.is_pg = engine.dialect.name == "postgresql"
         self._driver_unavailable = engine.dialect.loaded_dbapi.OperationalError
+        self._writer_turn = _WriterTurn(None if self.is_pg else engine.url.database)
         # The hot path's statements, built once: constructing them costs more than running them.
         release, pick, touch = self._claim_statements()
         self._touch_q = (release, touch)
@@ -285,7 +292,7 @@ class Store:
     def record(self, outcomes: Sequence[Outcome], now: datetime) -> None:
         """Write the result of a wave: message statuses and attempt rows, in one transaction."""
         if outcomes:
-            with self.tx() as conn:
+            with self._writer_turn(), self.tx() as conn:
                 self._send_sql.record(self._send_sql.cursor(conn), outcomes, now)
 
     def exchange(self, batch_id: int, outcomes: Sequence[Outcome], limit: int, now: datetime, *,
@@ -295,7 +302,7 @@ class Store:
         happens. With ``touch`` (a sender passes it about once a second) the batch's due deferred messages are
         released first and the batch is marked as worked on, for the reconciler."""
         sql = self._send_sql
-        with self.tx() as conn:
+        with self._writer_turn(), self.tx() as conn:
             cur = sql.cursor(conn)
             if outcomes:
                 sql.record(cur, outcomes, now)
@@ -518,6 +525,48 @@ class Store:
             for r in conn.execute(select(A).where(A.c.campaign_id == campaign_id).order_by(A.c.id)).mappings():
                 out.setdefault(r["message_id"], []).append(dict(r))
         return out
+
+
+class _WriterTurn:
+    """The send loop's writers take turns on a SQLite file through an flock of it.
+
+    SQLite lets one writer at a time into a database, and a writer that finds it taken polls: its busy handler
+    sleeps 1, 2, 5, 10 ... ms between tries, so with several worker processes recording and claiming all the time
+    the lock often sits free while they sleep. Waiting on an flock of the file instead, a writer is woken the moment
+    the one before it is done. (On Linux flock locks are apart from the fcntl locks SQLite uses itself; writers
+    that do not take a turn are still kept out by SQLite.) Threads of one process share the turn (SQLite sorts them
+    out); a forked process opens the file again, since an inherited descriptor would share its parent's turn.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path if path and path != ":memory:" and not path.startswith("file:") else None
+        self.fd: int | None = None
+        self.pid = 0
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        fd = self._fd()
+        if fd is None:
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _fd(self) -> int | None:
+        if self.path is None or fcntl is None:
+            return None
+        if self.fd is None or self.pid != os.getpid():
+            if self.fd is not None:
+                os.close(self.fd)      # the parent's: closing this copy leaves the parent's turn as it is
+                self.fd = None
+            try:
+                self.fd, self.pid = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)), os.getpid()
+            except OSError:
+                return None        # not there yet, or not a file: SQLite's own locking still holds
+        return self.fd
 
 
 class _SendSQL:

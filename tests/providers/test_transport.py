@@ -300,3 +300,21 @@ def test_runtime_client_keeps_no_cookies(serve):
         c.get(srv.url + "/")
         c.get(srv.url + "/")
     assert all(b"cookie" not in r.lower() for r in srv.requests)
+
+
+def test_runtime_client_sends_basic_auth_and_leaves_redirects_and_hooks_as_httpx_does(serve):
+    from dispatcher.runtime import http_client
+    from dispatcher.settings import Settings
+
+    srv = serve(answer(b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 4\r\n\r\nmove"))
+    seen: list[int] = []
+    with http_client(Settings()) as c:
+        r = c.post(srv.url + "/v1/sms", json={"a": 1}, auth=("user", "pässword"))
+        assert (r.status_code, r.text, r.headers["location"]) == (302, "move", "/elsewhere")   # not followed
+        assert r.request.url == srv.url + "/v1/sms"
+        c.event_hooks["response"] = [lambda resp: seen.append(resp.status_code)]
+        c.get(srv.url + "/")
+    assert seen == [302]   # a client with hooks takes httpx's own path, which runs them
+    sent = dict(line.split(b": ", 1) for line in srv.requests[0].partition(b"\r\n\r\n")[0].split(b"\r\n")[1:])
+    expected = next(httpx.BasicAuth("user", "pässword").auth_flow(httpx.Request("GET", srv.url))).headers["authorization"]
+    assert {k.lower(): v for k, v in sent.items()}[b"authorization"] == expected.encode()
