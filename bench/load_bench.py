@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import redis
-from procfs import tree
+from procfs import cpu_seconds, tree
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -41,15 +41,18 @@ def _pss_kb(pid: int) -> int:
 
 
 class TreeMemory(threading.Thread):
-    """Samples the summed PSS of a process tree until the root exits; ``peak_mb`` is the highest sum seen."""
+    """Samples the summed PSS of a process tree until the root exits; ``peak_mb`` is the highest sum seen, ``cpu`` the
+    CPU seconds each process had used when last seen (within ``interval`` of its end)."""
 
     def __init__(self, proc: subprocess.Popen[str], interval: float = 0.05) -> None:
         super().__init__(daemon=True)
         self.proc, self.interval, self.peak_mb, self.peak_processes = proc, interval, 0.0, 0
+        self.cpu: dict[int, float] = {}
 
     def run(self) -> None:
         while self.proc.poll() is None:
             pids = tree(self.proc.pid)
+            self.cpu.update((p, cpu_seconds(p)) for p in pids)
             total = sum(_pss_kb(p) for p in pids) / 1024
             if total > self.peak_mb:
                 self.peak_mb, self.peak_processes = total, len(pids)
@@ -101,7 +104,10 @@ def main() -> None:
     print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(stdout.strip().replace("\n", " "))
     # CPU seconds of the loader and its planning processes: with the machine shared, the wall time alone says little
-    print(f"loaded {a.rows:,} rows in {dt:.1f} s ({a.rows / dt:,.0f} rows/s, {cpu:.1f} CPU s); "
+    loading = memory.cpu.get(p.pid, 0.0)
+    planning = sum(v for pid, v in memory.cpu.items() if pid != p.pid)
+    print(f"loaded {a.rows:,} rows in {dt:.1f} s ({a.rows / dt:,.0f} rows/s, {cpu:.1f} CPU s: about {loading:.1f} in "
+          f"the loading process, {planning:.1f} in planning processes); "
           f"loader peak PSS {memory.peak_mb:.0f} MB "
           f"summed over {memory.peak_processes} processes (largest process's peak RSS {rss_mb:.0f} MB); "
           f"Redis +{used:.1f} MB for {tasks} queued batch tasks")

@@ -99,23 +99,6 @@ class PlannedRow:
     decision: policy.Decision | None = None
     number: str | None = None           # the normalised number whenever it is valid, also in a rejected row
 
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        # Planned rows cross from planning processes by the thousand. They cross decided, so without the working
-        # values that only the decision needs (_info, _zones; a copy.copy drops them too), and slotted
-        # dataclasses (Decision, TextInfo) pickle several times slower than a tuple.
-        values = self.values
-        if values is not None and "_info" in values:
-            values = dict(values)
-            del values["_info"], values["_zones"]
-        d = self.decision
-        return _unpickle_row, (self.line, self.phone, values, self.reason,
-                               None if d is None else (d.action, d.reason, d.not_before), self.number)
-
-
-def _unpickle_row(line: int, phone: str | None, values: dict[str, Any] | None, reason: str | None,
-                  decision: tuple[Any, ...] | None, number: str | None) -> PlannedRow:
-    return PlannedRow(line, phone, values, reason, None if decision is None else policy.Decision(*decision), number)
-
 
 class RowPlanner:
     """Turns CSV rows into message rows with a plan-time decision. Pure but for the suppression lookup.
@@ -197,24 +180,24 @@ class RowPlanner:
             "_info": info, "_zones": zones,
         }, None, number=e164)
 
-    def settle(self, p: PlannedRow) -> bool:
-        """Apply to a row planned with ``dedupe=False`` the duplicate check ``row`` makes; rows in file order.
+    def settle(self, row: _Stored) -> _Stored | None:
+        """Apply to a row planned with ``dedupe=False`` (and stored, ``_stored``) the duplicate check ``row`` makes;
+        rows in file order.
 
-        False for an unplanned row that is no duplicate here (its number's earlier row was planned when
+        None for an unplanned row that is no duplicate here (its number's earlier row was planned when
         ``first_lines`` was full): the caller must plan it with ``row``.
         """
-        if p.number is None:
-            return True
-        first = self.first_lines.get(p.number)
+        line, phone, number, reason, action, message = row
+        if number is None:
+            return row
+        first = self.first_lines.get(number)
         if first is not None:
-            p.values, p.reason, p.decision = None, f"duplicate of line {first}", None
-        elif p.values is not None:
-            p.phone = p.number
+            return line, phone, number, f"duplicate of line {first}", None, None
+        if message is not None:
             if len(self.first_lines) < self.remember:
-                self.first_lines[p.number] = p.line
-        elif p.reason is None:
-            return False
-        return True
+                self.first_lines[number] = line
+            return line, number, number, None, action, message
+        return row if reason is not None else None
 
     def _number_problem(self, exc: phones.InvalidNumber, raw: str) -> str:
         reason = str(exc)
@@ -250,7 +233,7 @@ def iter_rows(path: Path, *, required: tuple[str, ...] = ("phone", "opt_in")
         except csv.Error as exc:
             yield start, reader.line_num, header, None, _unreadable(exc, start, reader.line_num)
             continue
-        if not any(v.strip() for v in values):
+        if not any(map(str.strip, values)):
             continue
         yield start, reader.line_num, header, values, None
 
@@ -269,24 +252,52 @@ def _unreadable(exc: csv.Error, start: int, end: int) -> str:
 
 
 def plan_rows(campaign: Campaign, store: Store, *, now: datetime, chunk: int = 5000, skip_through: int = 0,
-              first_lines: dict[str, int] | None = None, processes: int = 0) -> Iterator[list[PlannedRow]]:
+              first_lines: dict[str, int] | None = None) -> Iterator[list[PlannedRow]]:
     """Chunks of planned rows, each with its decision (suppression checked per chunk, one query).
 
     Rows starting on or before ``skip_through`` are read but not planned. ``first_lines`` (number → line of its
     message) lets a resumed load name the original line of a duplicate; it is updated as messages are planned.
-    With ``processes`` > 0 that many forked processes plan the chunks (see ``_plan_in_processes``); the chunks,
-    their rows and their outcomes are the same as when this process plans them.
     """
     planner = RowPlanner(campaign, now=now, first_lines=first_lines)
-    raw = _raw_chunks(campaign, chunk=chunk, skip_through=skip_through)
-    if processes > 0:
-        yield from _plan_in_processes(planner, store, raw, processes, now=now)
-        return
-    for header, rows in raw:
+    for header, rows in _raw_chunks(campaign, chunk=chunk, skip_through=skip_through):
         planned = _plan_chunk(planner, header, rows)
         _drop_repeats(planned)
         _decide(planner, store, planned)
         yield planned
+
+
+# A row as the loading process stores it, planned and decided: (line, phone, number, reason, action, message).
+# A message row has its decision's action and the message encoded for the store (Store.encode_message), a rejected
+# row its reason, a row a planning process passed over (a repeat, see RowPlanner) neither. ``phone`` is what a
+# rejected row records (as written; the number for a message row), ``number`` the normalised number whenever it is
+# valid. Plain tuples: they cross between processes by the thousand, and pickle many times faster than objects.
+_Stored = tuple[int, "str | None", "str | None", "str | None", "str | None", Any]
+
+
+def _stored_chunks(campaign: Campaign, store: Store, *, now: datetime, chunk: int, skip_through: int,
+                   first_lines: dict[str, int], processes: int) -> Iterator[list[_Stored]]:
+    """The chunks of ``plan_rows``, as the loading process stores them. With ``processes`` > 0 that many forked
+    processes plan them (see ``_plan_in_processes``); the chunks, their rows and their outcomes are the same."""
+    if processes == 0:
+        for planned in plan_rows(campaign, store, now=now, chunk=chunk, skip_through=skip_through,
+                                 first_lines=first_lines):
+            yield _stored(store, planned)
+        return
+    planner = RowPlanner(campaign, now=now, first_lines=first_lines)
+    yield from _plan_in_processes(planner, store, _raw_chunks(campaign, chunk=chunk, skip_through=skip_through),
+                                  processes, now=now)
+
+
+def _stored(store: Store, chunk: list[PlannedRow]) -> list[_Stored]:
+    """A planned and decided chunk as the loading process stores it."""
+    out: list[_Stored] = []
+    for p in chunk:
+        if p.values is None:
+            out.append((p.line, p.phone, p.number, p.reason, None, None))
+        else:
+            assert p.decision is not None
+            out.append((p.line, p.phone, p.number, None, p.decision.action, store.encode_message(_message_row(p))))
+    return out
 
 
 _RawRow = tuple[int, int, "list[str] | None", "str | None"]   # first line, last line, values, error
@@ -314,14 +325,26 @@ def _plan_chunk(planner: RowPlanner, header: list[str], rows: list[_RawRow]) -> 
 
 
 def _drop_repeats(chunk: list[PlannedRow]) -> None:
-    # Duplicates are normally caught by the planner; this catches those past MAX_REMEMBERED numbers.
+    for i, first in _repeats([(p.line, p.number if p.values is not None else None) for p in chunk]):
+        p = chunk[i]
+        p.values, p.reason, p.decision = None, f"duplicate of line {first}", None
+
+
+def _drop_stored_repeats(chunk: list[_Stored]) -> None:
+    for i, first in _repeats([(line, number if message is not None else None)
+                              for line, _, number, _, _, message in chunk]):
+        line, phone, number, _, _, _ = chunk[i]
+        chunk[i] = line, phone, number, f"duplicate of line {first}", None, None
+
+
+def _repeats(rows: list[tuple[int, str | None]]) -> Iterator[tuple[int, int]]:
+    """(index, first line) of each message whose number an earlier message of the chunk has, from the (line, number
+    of its message or None) of every row. Duplicates are normally caught by the planner; these are the ones past
+    MAX_REMEMBERED numbers."""
     seen: dict[str, int] = {}
-    for p in chunk:
-        if p.values is None:
-            continue
-        first = seen.setdefault(p.values["phone"], p.line)
-        if first != p.line:
-            p.values, p.reason, p.decision = None, f"duplicate of line {first}", None
+    for i, (line, number) in enumerate(rows):
+        if number is not None and seen.setdefault(number, line) != line:
+            yield i, seen[number]
 
 
 def _decide(planner: RowPlanner, store: Store, chunk: list[PlannedRow]) -> None:
@@ -352,15 +375,16 @@ class _Failed:
 
 
 def _plan_in_processes(planner: RowPlanner, store: Store, raw: Iterator[tuple[list[str], list[_RawRow]]],
-                       processes: int, *, now: datetime) -> Iterator[list[PlannedRow]]:
+                       processes: int, *, now: datetime) -> Iterator[list[_Stored]]:
     """Chunks planned by forked processes while the caller stores the ones before them.
 
     This process reads the file and hands out raw chunks, and plans the next one itself when it would otherwise
     wait; at most ``processes + 3`` chunks are out at a time, so memory stays flat at any file size. Each chunk
-    comes back planned and decided (suppression checked when it is planned) but not yet checked for duplicates:
-    that needs every earlier chunk, so it is done here, in file order, with ``planner.settle`` (a process does not
-    render a number twice, so a file of repeats costs little). An exception while planning a chunk, or while
-    reading the file, is raised when that chunk's turn comes, after every chunk before it has been yielded.
+    comes back planned, decided (suppression checked when it is planned) and encoded for the store (``_stored``),
+    but not yet checked for duplicates: that needs every earlier chunk, so it is done here, in file order, with
+    ``planner.settle`` (a process does not render a number twice, so a file of repeats costs little). An exception
+    while planning a chunk, or while reading the file, is raised when that chunk's turn comes, after every chunk
+    before it has been yielded.
     """
     ctx = multiprocessing.get_context("fork")
     tasks: Any = ctx.Queue()
@@ -374,7 +398,7 @@ def _plan_in_processes(planner: RowPlanner, store: Store, raw: Iterator[tuple[li
     try:
         for proc in procs:
             proc.start()
-        done: dict[int, list[PlannedRow] | _Failed] = {}
+        done: dict[int, list[_Stored] | _Failed] = {}
         out: dict[int, tuple[list[str], list[_RawRow]]] = {}   # chunks read, kept for rows planned here
         sent = taken = queued = 0     # queued: handed to the planning processes and not back yet
         exhausted = False
@@ -429,15 +453,20 @@ def _plan_in_processes(planner: RowPlanner, store: Store, raw: Iterator[tuple[li
                 raise answer.exc
             assert sent_chunk is not None
             header, rows = sent_chunk
-            planned_here = []
-            for i, p in enumerate(answer):
-                if not planner.settle(p):
+            planned_here: dict[int, PlannedRow] = {}
+            for i, row in enumerate(answer):
+                settled = planner.settle(row)
+                if settled is None:
                     line, end, values, _ = rows[i]
-                    answer[i] = planner.row(line, header, values, end=end)  # type: ignore[arg-type]
-                    planned_here.append(answer[i])
+                    planned_here[i] = planner.row(line, header, values, end=end)  # type: ignore[arg-type]
+                else:
+                    answer[i] = settled
             if planned_here:
-                _decide(planner, store, planned_here)
-            _drop_repeats(answer)
+                replanned = list(planned_here.values())
+                _decide(planner, store, replanned)
+                for i, row in zip(planned_here, _stored(store, replanned)):
+                    answer[i] = row
+            _drop_stored_repeats(answer)
             yield answer
         finished = True
     finally:
@@ -454,15 +483,16 @@ def _plan_in_processes(planner: RowPlanner, store: Store, raw: Iterator[tuple[li
 
 
 def _plan_decided(planner: RowPlanner, store: Store,
-                  item: tuple[list[str], list[_RawRow]]) -> list[PlannedRow] | _Failed:
-    """A raw chunk planned and decided by a ``dedupe=False`` planner, or what planning it raised."""
+                  item: tuple[list[str], list[_RawRow]]) -> list[_Stored] | _Failed:
+    """A raw chunk planned, decided and stored (``_stored``) by a ``dedupe=False`` planner, or what planning it
+    raised."""
     header, rows = item
     try:
         planned = _plan_chunk(planner, header, rows)
         _decide(planner, store, planned)
+        return _stored(store, planned)
     except BaseException as exc:  # noqa: BLE001 - raised in this chunk's turn, after the chunks before it
         return _Failed(exc)
-    return planned
 
 
 def _planning_process(campaign: Campaign, store: Store, now: datetime, tasks: Any, results: Any) -> None:
@@ -570,25 +600,25 @@ def load(campaign: Campaign, store: Store, queue: TaskQueue | None, *, batch_siz
         doing = f"reading the rows after line {committed}"
         # Closed on the way out, so that when storing fails the planning processes stop at once rather than
         # when the traceback is freed.
-        with closing(plan_rows(campaign, store, now=now, chunk=chunk_rows, skip_through=skip,
-                               first_lines=first_lines, processes=processes)) as chunks:
+        with closing(_stored_chunks(campaign, store, now=now, chunk=chunk_rows, skip_through=skip,
+                                    first_lines=first_lines, processes=processes)) as chunks:
             for chunk in chunks:
-                rejected = [{"line": p.line, "phone": (p.phone or "")[:64] or None, "reason": p.reason}
-                            for p in chunk if p.values is None]
-                rows = [_message_row(p) for p in chunk if p.values is not None]
+                rejected = [{"line": line, "phone": (phone or "")[:64] or None, "reason": reason}
+                            for line, phone, _, reason, _, message in chunk if message is None]
+                rows = [(action, message) for _, _, _, _, action, message in chunk if message is not None]
                 batches = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
-                queued_in = [any(r["status"] == Status.QUEUED.value for r in b) for b in batches]
-                doing = f"storing lines {chunk[0].line}-{chunk[-1].line}"
-                ids, dups = store.insert_chunk(cid, next_seq, batches, rejected, chunk[-1].line)
-                committed = chunk[-1].line
-                for p in chunk:
-                    if p.decision is not None:
-                        result.decisions[p.decision.action] = result.decisions.get(p.decision.action, 0) + 1
+                queued_in = [any(action == "send" for action, _ in b) for b in batches]   # queued now (_message_row)
+                first_line, last_line = chunk[0][0], chunk[-1][0]
+                doing = f"storing lines {first_line}-{last_line}"
+                ids, dups = store.insert_chunk(cid, next_seq, [[m for _, m in b] for b in batches], rejected, last_line)
+                committed = last_line
+                for action, _ in rows:
+                    result.decisions[action] = result.decisions.get(action, 0) + 1
                 result.rows += len(chunk)
                 result.messages += len(rows) - len(dups)
                 result.rejected += len(rejected) + len(dups)
                 if sendable:
-                    doing = f"enqueueing the batches of lines {chunk[0].line}-{chunk[-1].line}"
+                    doing = f"enqueueing the batches of lines {first_line}-{last_line}"
                     labels = [(bid, batch_label(campaign.name, next_seq + i, max(total_batches, next_seq + i)))
                               for i, bid in enumerate(ids) if queued_in[i]]
                     result.enqueued += queue.send_batches(labels)  # type: ignore[union-attr]

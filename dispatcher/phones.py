@@ -10,13 +10,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneMetadata, PhoneNumberType, ValidationResult, shortnumberinfo
 from phonenumbers import timezone as pn_timezone
-from phonenumbers.phonenumberutil import _number_type_helper
-from phonenumbers.re_util import re_compile
 from phonenumbers.tzdata import TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX
 
 __all__ = ["InvalidNumber", "PhoneNumber", "normalise", "mask", "timezones_for"]
@@ -27,6 +25,7 @@ _REFUSED_TYPES = {
 }
 _UNKNOWN_ZONE = "Etc/Unknown"
 _ASCII_LETTER = re.compile("[A-Za-z]")   # the ASCII characters str.isalpha accepts, found in one C call
+_compiled = lru_cache(maxsize=None)(re.compile)   # metadata patterns; phonenumbers compiles them on every use
 
 
 class InvalidNumber(ValueError):
@@ -68,6 +67,16 @@ def normalise(raw: str, default_region: str | None) -> PhoneNumber:
         raise InvalidNumber("contains letters")
     if region is None and text[0] not in "+\uff0b":
         raise InvalidNumber("no country code (+...) and no default region")
+    number, zones = _plain(text, region) or _parsed(text, region)
+    if len(_ZONES) > 4096:   # the loader asks right after normalising: a small window is enough
+        _ZONES.clear()
+    _ZONES[number.e164] = zones   # the loader asks next; spare it a second parse
+    return number
+
+
+def _parsed(text: str, region: str | None) -> tuple[PhoneNumber, tuple[str, ...]]:
+    """``normalise``'s full path: phonenumbers' own parse and checks; the number and its zones, or the reason
+    it is refused."""
     try:
         number = phonenumbers.parse(text, region)
     except NumberParseException as exc:
@@ -99,15 +108,92 @@ def normalise(raw: str, default_region: str | None) -> PhoneNumber:
     if number_region is None or number_region == "001":
         raise InvalidNumber("international non-geographic number (not in any country)")
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    if len(_ZONES) > 4096:   # the loader asks right after normalising: a small window is enough
-        _ZONES.clear()
-    _ZONES[e164] = _zones_of(number, number_type, e164)   # the loader asks next; spare it a second parse
-    return PhoneNumber(
-        e164=e164,
-        region=number_region,
-        country_code=country_code,
-        national=phonenumbers.national_significant_number(number),
-    )
+    national = phonenumbers.national_significant_number(number)
+    return PhoneNumber(e164, number_region, country_code, national), _zones_of(number, number_type, e164)
+
+
+# A number written with digits and the usual separators only, at most one leading "+", ending in a digit: in such a
+# text phonenumbers' parse finds no extension, nothing to trim and (with 3 digits or more) a viable number, and is
+# left with its digits. Longer texts take the full path (parse refuses texts of over 250 characters).
+_PLAIN_TEXT = re.compile(r"\+?\(?[0-9]+(?:[ ().-]{1,3}[0-9]+)*")
+_PLAIN_MAX = 64
+_SEPARATORS = str.maketrans("", "", "+ ().-")
+
+
+def _plain(text: str, region: str | None) -> tuple[PhoneNumber, tuple[str, ...]] | None:
+    """``_parsed(text, region)`` for a plainly written number that is valid and sendable, found without
+    phonenumbers' parse; None whenever the answer is anything else or is not certain (the full path then decides).
+
+    Each step is the step of phonenumbers' parse and checks that the text takes, with the same metadata: the
+    country code (after "+", or the default region's), no international or national prefix (a text that starts
+    with one, or with the default region's country code, is left to the full path: parse may strip it), a
+    possible length, and the number's region and type. tests/policy/test_phone_fast_path.py holds it to
+    ``_parsed`` over every region's example numbers, mutated and respelled.
+    """
+    if len(text) > _PLAIN_MAX or not _PLAIN_TEXT.fullmatch(text):
+        return None
+    digits = text.translate(_SEPARATORS)
+    if len(digits) < 3:
+        return None
+    if text[0] == "+":
+        length = 0 if digits[0] == "0" else _country_code_length(digits)
+        if not length:
+            return None
+        country_code, national = int(digits[:length]), digits[length:]
+        # parse strips a national prefix with the metadata of the country code's main region ...
+        national_prefix = _national_prefix(phonenumbers.region_code_for_country_code(country_code), country_code)
+    else:
+        assert region is not None
+        country_code, dialled_abroad = _region_rules(region)
+        if dialled_abroad(digits):
+            return None
+        national = digits
+        national_prefix = _national_prefix(region, country_code)   # ... and a national text's with the default's
+    if len(national) not in _possible_lengths(country_code):
+        return None
+    if national_prefix is not None and national_prefix(national):
+        return None
+    number_region, number_type = _region_and_type_of(country_code, national)
+    if number_type in _NOT_PLAIN_TYPES or number_region is None or number_region == "001":
+        return None
+    e164 = f"+{country_code}{national}"
+    zones = _cached_zones(country_code, number_type, e164)
+    if zones is None:
+        return None   # the full path looks them up, once for all the numbers whose deciding digits these are
+    return PhoneNumber(e164, number_region, country_code, national), zones
+
+
+_NOT_PLAIN_TYPES = frozenset(_REFUSED_TYPES) | {PhoneNumberType.UNKNOWN}
+
+
+@lru_cache(maxsize=None)
+def _region_rules(region: str) -> tuple[int, Callable[[str], bool]]:
+    """The default region's country code, and whether the digits of a national text start with what parse takes
+    for an international prefix or for that country code (it may strip either)."""
+    metadata = PhoneMetadata.metadata_for_region(region)
+    idd = _compiled(metadata.international_prefix).match if metadata.international_prefix is not None else None
+    own_code = str(metadata.country_code)
+    return metadata.country_code, lambda digits: digits.startswith(own_code) or (idd is not None and bool(idd(digits)))
+
+
+@lru_cache(maxsize=None)
+def _national_prefix(region: str, country_code: int) -> Callable[[str], Any] | None:
+    """A match of the national prefix (and carrier code) that parse strips when it can; None when the region's
+    metadata has none."""
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
+    prefix = metadata.national_prefix_for_parsing if metadata is not None else None
+    return _compiled(prefix).match if prefix else None
+
+
+@lru_cache(maxsize=None)
+def _possible_lengths(country_code: int) -> frozenset[int]:
+    """The lengths of national number that parse accepts (2 to 17 digits) and phonenumbers' possibility check calls
+    possible (it looks at the length alone)."""
+    def possible(length: int) -> bool:
+        number = phonenumbers.PhoneNumber(country_code=country_code, national_number=int("1" * length))
+        return phonenumbers.is_possible_number_with_reason(number) == ValidationResult.IS_POSSIBLE
+
+    return frozenset(filter(possible, range(2, 18)))
 
 
 def _parse_error_reason(exc: NumberParseException, text: str) -> str:
@@ -153,31 +239,96 @@ _ZONES: dict[str, tuple[str, ...]] = {}
 
 
 def _region_and_type(number: phonenumbers.PhoneNumber) -> tuple[str | None, int]:
-    """``(region_code_for_number(number), number_type(number))``, matching the national number against
-    each candidate region's metadata once: asked separately, a number of a shared country code (+1, +7)
+    """``(region_code_for_number(number), number_type(number))``."""
+    return _region_and_type_of(number.country_code, phonenumbers.national_significant_number(number))
+
+
+def _region_and_type_of(country_code: int, national: str) -> tuple[str | None, int]:
+    """``_region_and_type`` of the number with this country code and national significant number, matching it
+    against each candidate region's metadata once: asked separately, a number of a shared country code (+1, +7)
     goes through the type patterns three times."""
-    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(number.country_code)
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country_code)
     if regions is None:
         return None, PhoneNumberType.UNKNOWN
-    national = phonenumbers.national_significant_number(number)
     if len(regions) == 1:
         region = regions[0]
     else:
-        for region in regions:   # region_code_for_number's search, keeping the type it computes on the way
-            metadata = PhoneMetadata.metadata_for_region(region.upper(), None)
-            if metadata is None:
-                continue
-            if metadata.leading_digits is not None:
-                if re_compile(metadata.leading_digits).match(national):
+        # region_code_for_number's search, keeping the type it computes on the way
+        for region, metadata, leading_digits in _shared_code_regions(country_code):
+            if leading_digits is not None:
+                if leading_digits(national):
                     break
             else:
-                found = _number_type_helper(national, metadata)
+                found = _number_type(national, metadata)
                 if found != PhoneNumberType.UNKNOWN:
                     return region, found    # number_type would match the same metadata again
         else:
             return None, PhoneNumberType.UNKNOWN
-    metadata = PhoneMetadata.metadata_for_region_or_calling_code(number.country_code, region)
-    return region, (_number_type_helper(national, metadata) if metadata is not None else PhoneNumberType.UNKNOWN)
+    metadata = _metadata(country_code, region)
+    return region, (_number_type(national, metadata) if metadata is not None else PhoneNumberType.UNKNOWN)
+
+
+_metadata = lru_cache(maxsize=None)(PhoneMetadata.metadata_for_region_or_calling_code)
+
+
+@lru_cache(maxsize=None)
+def _shared_code_regions(country_code: int) -> tuple[tuple[str, PhoneMetadata, Callable[[str], Any] | None], ...]:
+    """The regions region_code_for_number tries for a country code several share, in its order, with their
+    metadata and a match of their leading digits (None when they have none); not those without metadata."""
+    found = []
+    for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE[country_code]:
+        metadata = PhoneMetadata.metadata_for_region(region.upper(), None)
+        if metadata is not None:
+            leading = metadata.leading_digits
+            found.append((region, metadata, _compiled(leading).match if leading is not None else None))
+    return tuple(found)
+
+
+_SPECIAL_TYPES = (   # the order in which phonenumbers tries them, before fixed line and mobile
+    ("premium_rate", PhoneNumberType.PREMIUM_RATE), ("toll_free", PhoneNumberType.TOLL_FREE),
+    ("shared_cost", PhoneNumberType.SHARED_COST), ("voip", PhoneNumberType.VOIP),
+    ("personal_number", PhoneNumberType.PERSONAL_NUMBER), ("pager", PhoneNumberType.PAGER),
+    ("uan", PhoneNumberType.UAN), ("voicemail", PhoneNumberType.VOICEMAIL),
+)
+_Matcher = Callable[[str], Any]
+_TYPE_MATCHERS: dict[tuple[int, str, int], tuple[_Matcher | None, list[tuple[int, _Matcher]], _Matcher | None,
+                                                 _Matcher | None, bool]] = {}
+
+
+def _number_type(national: str, metadata: PhoneMetadata) -> int:
+    """phonenumbers' ``_number_type_helper(national, metadata)``: the same descriptions tried in the same order,
+    with the patterns that can match a number of this length compiled once."""
+    key = (metadata.country_code, metadata.id, len(national))
+    matchers = _TYPE_MATCHERS.get(key)
+    if matchers is None:
+        matchers = _TYPE_MATCHERS[key] = _type_matchers(metadata, len(national))
+    general, special, fixed_line, mobile, same_patterns = matchers
+    if general is None or not general(national):
+        return PhoneNumberType.UNKNOWN
+    for number_type, matches in special:
+        if matches(national):
+            return number_type
+    if fixed_line is not None and fixed_line(national):
+        if same_patterns or (mobile is not None and mobile(national)):
+            return PhoneNumberType.FIXED_LINE_OR_MOBILE
+        return PhoneNumberType.FIXED_LINE
+    if not same_patterns and mobile is not None and mobile(national):
+        return PhoneNumberType.MOBILE
+    return PhoneNumberType.UNKNOWN
+
+
+def _type_matchers(metadata: PhoneMetadata, length: int) -> tuple[_Matcher | None, list[tuple[int, _Matcher]],
+                                                                   _Matcher | None, _Matcher | None, bool]:
+    def matcher(desc: Any) -> _Matcher | None:
+        # phonenumbers' _is_number_matching_desc: no description, a length it does not list, or no pattern never
+        # match; otherwise the pattern must match the whole number.
+        if desc is None or (desc.possible_length and length not in desc.possible_length):
+            return None
+        return _compiled(desc.national_number_pattern).fullmatch if desc.national_number_pattern else None
+
+    special = [(t, m) for name, t in _SPECIAL_TYPES if (m := matcher(getattr(metadata, name))) is not None]
+    return (matcher(metadata.general_desc), special, matcher(metadata.fixed_line), matcher(metadata.mobile),
+            bool(metadata.same_mobile_and_fixed_line_pattern))
 
 
 def _tz_key_length(country_code: int) -> int:
@@ -193,15 +344,24 @@ _GEO_ZONES: dict[str, tuple[str, ...]] = {}   # the decisive leading digits -> z
 
 def _zones_of(number: phonenumbers.PhoneNumber, number_type: int, e164: str) -> tuple[str, ...]:
     # What pn_timezone.time_zones_for_number does, without computing number_type a second time.
-    if not phonenumbers.is_number_type_geographical(number_type, number.country_code):
-        return _country_zones(number.country_code)
-    key = e164[1:1 + _TZ_KEY_LENGTHS.get(number.country_code, TIMEZONE_LONGEST_PREFIX)]
-    zones = _GEO_ZONES.get(key)
+    zones = _cached_zones(number.country_code, number_type, e164)
     if zones is None:
         if len(_GEO_ZONES) >= 8192:
             _GEO_ZONES.clear()
-        zones = _GEO_ZONES[key] = _known(pn_timezone.time_zones_for_geographical_number(number))
+        zones = _GEO_ZONES[_geo_key(number.country_code, e164)] = _known(
+            pn_timezone.time_zones_for_geographical_number(number))
     return zones
+
+
+def _cached_zones(country_code: int, number_type: int, e164: str) -> tuple[str, ...] | None:
+    """The zones of a valid number when they are known without looking them up by prefix; None when they are not."""
+    if not phonenumbers.is_number_type_geographical(number_type, country_code):
+        return _country_zones(country_code)
+    return _GEO_ZONES.get(_geo_key(country_code, e164))
+
+
+def _geo_key(country_code: int, e164: str) -> str:
+    return e164[1:1 + _TZ_KEY_LENGTHS.get(country_code, TIMEZONE_LONGEST_PREFIX)]
 
 
 @lru_cache(maxsize=None)

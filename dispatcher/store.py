@@ -175,47 +175,51 @@ class Store:
             conn.execute(update(C).where(C.c.id == campaign_id).values(**values))
 
     # ------------------------------------------------------------ loading
-    def insert_chunk(self, campaign_id: int, first_seq: int, batches: list[list[dict[str, Any]]],
+    def encode_message(self, row: dict[str, Any]) -> Any:
+        """A message row (column values without campaign and batch ids, see ``insert_chunk``) in the form
+        ``insert_chunk`` stores fastest, and that pickles: planning processes encode the rows they plan. On SQLite
+        the tuple of its values bound as SQLAlchemy binds them (``line`` and ``phone`` first); on PostgreSQL the row
+        itself."""
+        if self.is_pg:
+            return row
+        _, _, encode = self._message_encoding
+        return encode(row)
+
+    def insert_chunk(self, campaign_id: int, first_seq: int, batches: list[list[Any]],
                      rejected: list[dict[str, Any]], loaded_lines: int) -> tuple[list[int], list[dict[str, Any]]]:
         """Write one chunk of the contact file in one transaction.
 
-        ``batches`` are lists of message rows (without campaign/batch ids), each row with its own ``line``.
-        Numbers already present in the campaign become rejected rows ("duplicate of line N").
-        Returns (new batch ids, duplicate rows).
+        ``batches`` are lists of message rows: dicts of column values without campaign/batch ids, each row with its
+        own ``line``, or what ``encode_message`` makes of them. Numbers already present in the campaign become
+        rejected rows ("duplicate of line N"). Returns (new batch ids, duplicate rows).
         """
         now = utcnow()
+        batches = [[r if not isinstance(r, dict) else self.encode_message(r) for r in batch] for batch in batches]
         batch_ids: list[int] = []
         sizes: dict[int, int] = {}
-        rows: list[dict[str, Any]] = []
         duplicates: list[dict[str, Any]] = []
         with self.tx() as conn:
-            for i, batch in enumerate(batches):
-                bid = int(conn.execute(B.insert().values(campaign_id=campaign_id, seq=first_seq + i, size=len(batch),
-                                                         touched_at=now).returning(B.c.id)).scalar_one())
-                batch_ids.append(bid)
-                sizes[bid] = len(batch)
-                for r in batch:
-                    r["campaign_id"] = campaign_id
-                    r["batch_id"] = bid
-                    r["updated_at"] = now
-                rows += batch
-            # One statement for the whole chunk; a row is lost when its number is already in the campaign.
-            if not rows:
+            if batches:
+                seqs = dict(conn.execute(B.insert().values([
+                    {"campaign_id": campaign_id, "seq": first_seq + i, "size": len(batch), "touched_at": now}
+                    for i, batch in enumerate(batches)]).returning(B.c.seq, B.c.id)).all())
+                batch_ids = [int(seqs[first_seq + i]) for i in range(len(batches))]
+                sizes = {bid: len(batch) for bid, batch in zip(batch_ids, batches)}
+            # A row is lost when its number is already in the campaign.
+            if not any(batches):
                 lost = []
             elif self.is_pg:
-                stmt = self._insert(M).on_conflict_do_nothing(index_elements=["campaign_id", "phone"]).returning(M.c.line)
-                landed = {line for (line,) in conn.execute(stmt, rows)}
-                lost = [r for r in rows if r["line"] not in landed]
+                lost = self._pg_insert(conn, campaign_id, batch_ids, batches, now)
             else:
-                lost = self._sqlite_insert(conn, rows)
+                lost = self._sqlite_insert(conn, campaign_id, batch_ids, batches, now)
             if lost:
                 first = dict(conn.execute(select(M.c.phone, M.c.line).where(
-                    M.c.campaign_id == campaign_id, M.c.phone.in_({r["phone"] for r in lost}))).all())
-                for r in lost:
-                    duplicates.append({"campaign_id": campaign_id, "line": r["line"], "phone": r["phone"],
-                                       "reason": f"duplicate of line {first.get(r['phone'], '?')}"})
-                    sizes[r["batch_id"]] -= 1
-                for bid in {r["batch_id"] for r in lost}:
+                    M.c.campaign_id == campaign_id, M.c.phone.in_({phone for _, phone, _ in lost}))).all())
+                for line, phone, bid in lost:
+                    duplicates.append({"campaign_id": campaign_id, "line": line, "phone": phone,
+                                       "reason": f"duplicate of line {first.get(phone, '?')}"})
+                    sizes[bid] -= 1
+                for bid in {bid for _, _, bid in lost}:
                     conn.execute(update(B).where(B.c.id == bid).values(size=sizes[bid]))
             all_rejected = [dict(r, campaign_id=campaign_id) for r in rejected] + duplicates
             if all_rejected:
@@ -224,52 +228,97 @@ class Store:
                 loaded_lines=loaded_lines, batch_count=first_seq + len(batches) - 1))
         return batch_ids, duplicates
 
-    def _sqlite_insert(self, conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Insert message rows, keeping the first of each number; returns the rows that were not inserted."""
+    def _pg_insert(self, conn: Connection, campaign_id: int, batch_ids: list[int], batches: list[list[Any]],
+                   now: datetime) -> list[tuple[int, str, int]]:
+        """Insert message rows (dicts), keeping the first of each number; (line, phone, batch id) of those that were
+        not."""
+        rows = []
+        for bid, batch in zip(batch_ids, batches):
+            for r in batch:
+                r.update(campaign_id=campaign_id, batch_id=bid, updated_at=now)
+            rows += batch
+        stmt = self._insert(M).on_conflict_do_nothing(index_elements=["campaign_id", "phone"]).returning(M.c.line)
+        landed = {line for (line,) in conn.execute(stmt, rows)}
+        return [(r["line"], r["phone"], r["batch_id"]) for r in rows if r["line"] not in landed]
+
+    def _sqlite_insert(self, conn: Connection, campaign_id: int, batch_ids: list[int], batches: list[list[Any]],
+                       now: datetime) -> list[tuple[int, str, int]]:
+        """Insert encoded message rows, keeping the first of each number; (line, phone, batch id) of those that were
+        not."""
+        # Straight to the driver, in multi-row INSERTs: SQLAlchemy's per-row parameter handling costs twice what
+        # SQLite's insert does, and the driver's executemany half as much again as statements of many rows.
+        import sqlite3
+
+        head, bind_time, _ = self._message_encoding
+        updated_at = bind_time(now)
+        params: list[Any] = []
+        count = 0
+        for bid, batch in zip(batch_ids, batches):
+            ids = (campaign_id, bid, updated_at)
+            for r in batch:
+                params += ids
+                params += r
+            count += len(batch)
+        width = len(params) // count
+        # Rows per statement in powers of two (at most 512, and within SQLite's limit on parameters): the driver
+        # keeps each statement it prepares, and ten sizes take less memory than one for every chunk's remainder.
+        driver = conn.connection.dbapi_connection
+        limit = driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # type: ignore[union-attr]
+        most = 1 << min(9, max(1, limit // width).bit_length() - 1)
+        inserted = start = 0
+        while start < count:
+            n = min(most, 1 << ((count - start).bit_length() - 1))
+            values = ", ".join(["(" + ", ".join(["?"] * width) + ")"] * n)
+            inserted += conn.exec_driver_sql(f"{head} VALUES {values} ON CONFLICT (campaign_id, phone) DO NOTHING",
+                                             tuple(params[start * width:(start + n) * width])).rowcount
+            start += n
+        # The rowcount says whether any row was dropped; only then are the chunk's rows read back.
+        if inserted == count:
+            return []
+        landed = {line for (line,) in conn.execute(select(M.c.line).where(M.c.batch_id.in_(batch_ids)))}
+        return [(r[0], r[1], bid) for bid, batch in zip(batch_ids, batches) for r in batch if r[0] not in landed]
+
+    @functools.cached_property
+    def _message_encoding(self) -> tuple[str, Any, Any]:
+        """For SQLite: the INSERT's head, the bind processor of a time, and the function that encodes a message row.
+
+        Values are bound as SQLAlchemy binds them: through each column's own bind processor (run once per distinct
+        value, but for JSON, whose values are dicts); a column the row leaves out gets its default, or NULL.
+        """
         import operator
 
         from sqlalchemy import JSON
 
-        # Straight to the driver's executemany: SQLAlchemy's per-row parameter handling costs twice what SQLite's
-        # insert does. Values are bound as SQLAlchemy binds them: through each column's own bind processor (run
-        # once per distinct value, but for JSON, whose values are dicts), and a column the rows leave out gets
-        # its default.
-        dialect = conn.dialect
-        given = [c for c in M.c if c.name in rows[0]]
-        defaulted = [c for c in M.c if c.name not in rows[0] and c.default is not None]
-        stmt = (self._insert(M).values({c.name: bindparam(c.name) for c in given + defaulted})
-                .on_conflict_do_nothing(index_elements=["campaign_id", "phone"]).compile(dialect=dialect))
-        order = {name: i for i, name in enumerate(stmt.positiontup or ())}
-        processors = [(order[c.name], isinstance(c.type, JSON), c.type.dialect_impl(dialect).bind_processor(dialect))
-                      for c in given + defaulted]
-        processors = [(i, per_value, p) for i, per_value, p in processors if p is not None]
-        template = [None] * len(order)
-        for c in defaulted:
-            template[order[c.name]] = c.default.arg  # type: ignore[union-attr]
-        pick = operator.itemgetter(*(c.name for c in given))
-        at = [order[c.name] for c in given]
+        dialect = self.engine.dialect
+        columns = [c for c in M.c if c.name not in ("id", "campaign_id", "batch_id", "updated_at")]
+        assert [c.name for c in columns[:2]] == ["line", "phone"]
+        head = f"INSERT INTO message (campaign_id, batch_id, updated_at, {', '.join(c.name for c in columns)})"
+        processors = [c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
+        defaults = {c.name: None if c.default is None else c.default.arg for c in columns}  # type: ignore[attr-defined]
+        pick = operator.itemgetter(*defaults)
+        plans: dict[tuple[str, ...], list[tuple[int, bool, Any]]] = {}   # the row's columns -> the values to process
         memo: dict[tuple[int, Any], Any] = {}
-        params = []
-        for r in rows:
-            values = template.copy()
-            for i, v in zip(at, pick(r)):
-                values[i] = v
-            for i, per_value, process in processors:
+
+        def encode(row: dict[str, Any]) -> tuple[Any, ...]:
+            keys = tuple(row)
+            processed = plans.get(keys)
+            if processed is None:   # what SQLAlchemy processes: the values given and the defaults, not the NULLs
+                processed = plans[keys] = [(i, isinstance(c.type, JSON), processors[i]) for i, c in enumerate(columns)
+                                           if processors[i] is not None and (c.name in row or c.default is not None)]
+            values = list(pick({**defaults, **row}))
+            for i, per_value, process in processed:
                 v = values[i]
                 if per_value:
                     values[i] = process(v)
                 elif (i, v) in memo:
                     values[i] = memo[i, v]
                 else:
+                    if len(memo) > 4096:
+                        memo.clear()
                     values[i] = memo[i, v] = process(v)
-            params.append(tuple(values))
-        # executemany + RETURNING is not available on every SQLite build; the summed rowcount says whether any
-        # row was dropped, and only then are the chunk's rows read back.
-        if conn.exec_driver_sql(stmt.string, params).rowcount == len(rows):
-            return []
-        landed = {line for (line,) in conn.execute(select(M.c.line).where(
-            M.c.batch_id.in_({r["batch_id"] for r in rows})))}
-        return [r for r in rows if r["line"] not in landed]
+            return tuple(values)
+
+        return head, M.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect), encode
 
     # ------------------------------------------------------------ sending
     def batch_info(self, batch_id: int) -> tuple[int, int, int]:

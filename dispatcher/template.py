@@ -9,12 +9,13 @@ the ``message`` line rather than on every row: loops and other blocks, attribute
 
 What compiles still runs in the sandbox, where ``*`` and ``%`` (which can build huge strings from
 a short template) are intercepted, and rendering stops as soon as the text passes
-``MAX_RENDERED`` characters.
+``MAX_RENDERED`` characters. A template of text and plain ``{{ name }}`` alone, the common case,
+is rendered by joining its parts, as Jinja's code for it would (it yields the same pieces).
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
@@ -119,6 +120,7 @@ class MessageTemplate:
                     raise TemplateError(why)
             self.variables: frozenset[str] = frozenset(meta.find_undeclared_variables(ast))
             self._template = _ENV.from_string(ast)
+            self._plain = _plain_parts(ast)
         except TemplateSyntaxError as exc:
             raise TemplateError(f"template syntax error on template line {exc.lineno}: {exc.message}") from None
         except (RecursionError, MemoryError, SyntaxError):  # Python's own limits on the compiled template
@@ -138,11 +140,14 @@ class MessageTemplate:
             pass
 
     def _render(self, fields: Mapping[str, str]) -> str:
-        # Only the variables the template reads: a wide contact row costs nothing extra.
-        context = {k: fields[k] for k in self.variables if k in fields}
+        if self._plain is not None:
+            generated = _plain_pieces(self._plain, fields)
+        else:
+            # Only the variables the template reads: a wide contact row costs nothing extra.
+            generated = self._template.generate({k: fields[k] for k in self.variables if k in fields})
         pieces: list[str] = []
         size = 0
-        for piece in self._template.generate(context):
+        for piece in generated:
             size += len(piece)
             if size > MAX_RENDERED:
                 raise _TooLong
@@ -162,3 +167,27 @@ class MessageTemplate:
             raise TemplateError(f"missing value: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - any runtime failure of a user template is a user error
             raise TemplateError(f"template failed: {type(exc).__name__}: {exc}") from None
+
+
+def _plain_parts(ast: nodes.Template) -> tuple[tuple[bool, str], ...] | None:
+    """A template of text and ``{{ name }}`` alone as (is a name, text or name) parts; None for any other."""
+    if not ast.body:
+        return ()
+    if len(ast.body) > 1 or type(ast.body[0]) is not nodes.Output:
+        return None
+    parts = []
+    for node in ast.body[0].nodes:
+        if type(node) is nodes.TemplateData:
+            parts.append((False, node.data))
+        elif type(node) is nodes.Name and node.ctx == "load":
+            parts.append((True, node.name))
+        else:
+            return None
+    return tuple(parts)
+
+
+def _plain_pieces(parts: tuple[tuple[bool, str], ...], fields: Mapping[str, str]) -> Iterator[str]:
+    """What Jinja's code for such a template yields, without building its context: the text as parsed, and each
+    value through ``str``; a missing one is the environment's undefined, whose ``str`` raises, when its turn comes."""
+    for is_name, text in parts:
+        yield (str(fields[text]) if text in fields else str(_ENV.undefined(name=text))) if is_name else text
