@@ -152,7 +152,7 @@ class Dispatcher:
         unit = channels.group_size(ctx.options) if grouped else 1
         # Messages claimed and not yet recorded, at most (what a killed worker leaves): as many as there are sending
         # threads, and some more waiting for them, so that a thread that finishes takes its next message at once
-        # instead of waiting for this thread to record and claim (a third more throughput from one process).
+        # instead of waiting for this thread to record and claim (15-20 % more from one process, measured).
         cap = (k + int(k * CLAIM_AHEAD)) * unit
         refill_at = max(1, cap // 8)    # claim (and record) in groups of at least this many: fewer transactions
         run = _Run()
@@ -230,11 +230,10 @@ class Dispatcher:
                 in_flight -= len(group)
                 if isinstance(res, BaseException):
                     raise res
-                if res is _HALTED:
+                if res is None or res is _HALTED:   # not sent: the batch halted, or no rate-limit slot soon enough
                     give_back.extend(m.id for m in group)
-                elif res is None:          # no rate-limit slot soon enough: started carries the wait
-                    give_back.extend(m.id for m in group)
-                    soonest = started if soonest is None else min(soonest, started)
+                    if res is None:                 # started carries the wait for the slot
+                        soonest = started if soonest is None else min(soonest, started)
                 else:
                     sent_back.append((group, started, res))
             rows, stop_reason, sup_entries = self._outcomes(ctx, sent_back, result)

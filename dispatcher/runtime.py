@@ -69,7 +69,8 @@ class _ProviderClient(httpx.Client):
         if isinstance(auth, tuple):
             auth = httpx.BasicAuth(*auth)
         redirects = self.follow_redirects if follow_redirects is httpx.USE_CLIENT_DEFAULT else follow_redirects
-        if (self.direct is None or stream or redirects or self.is_closed or not (auth is None or type(auth) is httpx.BasicAuth)
+        plain_auth = auth is None or type(auth) is httpx.BasicAuth
+        if (self.direct is None or stream or redirects or self.is_closed or not plain_auth
                 or self.event_hooks["request"] or self.event_hooks["response"]):
             return super().send(request, stream=stream, auth=auth, follow_redirects=follow_redirects)
         if auth is not None:

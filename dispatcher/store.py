@@ -649,7 +649,7 @@ class _SendSQL:
         self.claim_sql, self.claim_order = compiled.string, compiled.positiontup
         # the statuses it compares with, bound as parameters too
         self.claim_params = compiled.construct_params({"_b": 0, "_now": None, "_lim": 0})
-        self.claim_procs = [(i, p) for i, p in enumerate(result(c) for c in claim._returning) if p is not None]
+        self.claim_procs = [(i, p) for i, p in enumerate(result(d["expr"]) for d in claim.returning_column_descriptions) if p is not None]
         self.created_at = result(S.c.created_at)
         # SQLite names a VALUES list's columns column1, column2 ...; PostgreSQL takes names and needs types.
         if self.pg:
