@@ -245,8 +245,6 @@ class Dispatcher:
         if give_back:
             self.store.requeue(give_back, self.clock())
             result.given_back += len(give_back)
-            if run.halted.is_set() and self.store.campaign_state(campaign_id) == CampaignState.CANCELLED.value:
-                self.store.cancel_open(campaign_id, self.clock())   # what was given back is cancelled too
         if interrupted is not None:
             raise interrupted
         if stop is not None:

@@ -19,7 +19,7 @@ try:
 except ImportError:   # Windows: SQLite's own locking only
     fcntl = None  # type: ignore[assignment]
 
-from sqlalchemy import Engine, Integer, and_, bindparam, create_engine, event, func, select, update
+from sqlalchemy import Engine, Integer, and_, bindparam, case, create_engine, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -268,7 +268,7 @@ class Store:
         inserted = start = 0
         while start < count:
             n = min(most, 1 << ((count - start).bit_length() - 1))
-            values = ", ".join(["(" + ", ".join(["?"] * width) + ")"] * n)
+            values = _rows("(" + ", ".join(["?"] * width) + ")", n)
             inserted += conn.exec_driver_sql(f"{head} VALUES {values} ON CONFLICT (campaign_id, phone) DO NOTHING",
                                              tuple(params[start * width:(start + n) * width])).rowcount
             start += n
@@ -470,11 +470,14 @@ class Store:
                        "a delivery receipt resolves it, or `dispatcher retry --status unknown` re-sends")).rowcount
 
     def requeue(self, message_ids: Sequence[int], now: datetime) -> None:
-        """Give claimed messages back untouched (rate-limit slot too far away, campaign paused)."""
+        """Give claimed messages back unsent (rate-limit slot too far away, campaign paused or stopped). Those of a
+        campaign cancelled meanwhile are cancelled, as ``cancel_open`` did to its other open messages."""
         if message_ids:
+            cancelled = M.c.campaign_id.in_(select(C.c.id).where(C.c.state == CampaignState.CANCELLED.value))
             with self.tx() as conn:
-                conn.execute(update(M).where(M.c.id.in_(message_ids), M.c.status == Status.SENDING.value)
-                             .values(status=Status.QUEUED.value, claimed_at=None, updated_at=now))
+                conn.execute(update(M).where(M.c.id.in_(message_ids), M.c.status == Status.SENDING.value).values(
+                    status=case((cancelled, Status.CANCELLED.value), else_=Status.QUEUED.value),
+                    reason=case((cancelled, "campaign cancelled"), else_=M.c.reason), claimed_at=None, updated_at=now))
 
     def counts(self, campaign_id: int) -> dict[str, int]:
         with self.tx() as conn:
@@ -682,7 +685,7 @@ class _SendSQL:
             for o in part:
                 params += (o.message_id, o.status, o.reason, dt(o.not_before) if o.not_before else None,
                            o.provider_message_id, o.provider_code, o.cost, 1 if o.attempt else 0)
-            cur.execute(self.outcome_sql.format(rows=", ".join([self.outcome_row] * len(part))), params)
+            cur.execute(self.outcome_sql.format(rows=_rows(self.outcome_row, len(part))), params)
         attempts = [o.attempt for o in outcomes if o.attempt]
         for i in range(0, len(attempts), n):
             part = attempts[i:i + n]
@@ -691,7 +694,7 @@ class _SendSQL:
                 params += (a.get("message_id"), a.get("campaign_id"), dt(a["started_at"]) if a.get("started_at") else None,
                            a.get("duration_ms", 0), a.get("http_status"), a.get("outcome"), a.get("provider_message_id"),
                            a.get("provider_code"), a.get("detail"))
-            cur.execute(self.attempt_sql.format(rows=", ".join([self.attempt_row] * len(part))), params)
+            cur.execute(self.attempt_sql.format(rows=_rows(self.attempt_row, len(part))), params)
 
     def claim(self, cur: Any, batch_id: int, limit: int, now: datetime) -> list[Claimed]:
         values = dict(self.claim_params, _b=batch_id, _now=self.dt(now), _lim=limit)
@@ -709,11 +712,16 @@ class _SendSQL:
         for i in range(0, len(phones), self.ROWS_PER_STATEMENT):
             part = phones[i:i + self.ROWS_PER_STATEMENT]
             cur.execute("SELECT phone, source, reason, created_at FROM suppression WHERE phone IN "
-                        f"({', '.join([self.mark] * len(part))})", part)
+                        f"({_rows(self.mark, len(part))})", part)
             for p, src, r, ts in cur.fetchall():
                 ts = self.created_at(ts) if self.created_at else ts
                 out[p] = f"suppressed ({src}{': ' + r if r else ''}, since {ts:%Y-%m-%d})"
         return out
+
+
+def _rows(row: str, n: int) -> str:
+    """``row`` (a VALUES row or a placeholder) ``n`` times, comma-separated: the body of a multi-row statement."""
+    return ", ".join([row] * n)
 
 
 def sweep_cutoff(now: datetime, seconds: float) -> datetime:

@@ -194,3 +194,18 @@ def test_campaign_completes_only_when_nothing_is_open(store):
     store.record([Outcome(m.id, Status.SENT.value)], utcnow())
     assert store.complete_if_done(cid)
     assert store.campaign(cid).state == "completed"
+
+
+def test_messages_given_back_after_a_cancel_are_cancelled_not_left_queued(store):
+    cid = _campaign(store)
+    (bid,), _ = store.insert_chunk(cid, 1, [_rows(["+12025550101", "+12025550102", "+12025550103"])], [], loaded_lines=4)
+    a, b = store.claim(bid, 2, utcnow())
+    store.requeue([a.id], utcnow())                       # running: back to queued, to be sent
+    assert store.counts(cid)["queued"] == 2
+    (a,) = [m for m in store.claim(bid, 1, utcnow())]
+    store.set_state(cid, CampaignState.CANCELLED)
+    store.cancel_open(cid, utcnow())                      # what `dispatcher cancel` does to the open messages
+    store.requeue([a.id, b.id], utcnow())                 # the worker gives back what it had claimed
+    counts = store.counts(cid)
+    assert (counts["cancelled"], counts["queued"], counts["sending"]) == (3, 0, 0)
+    assert {m["reason"] for m in store.messages(cid)} == {"campaign cancelled"}
