@@ -8,8 +8,10 @@ shared by many threads spends its time in the connection pool's lock). Finished 
 through a queue; their outcomes and attempts are written in the same transaction that claims the
 next group, so the database sees one commit per group. At most ``SEND_CONCURRENCY`` requests are in
 flight, and at most half as many messages again wait claimed for a free thread: 1.5 × ``SEND_CONCURRENCY``
-messages (times the group size for email) are ever claimed and unrecorded. An answer that stops the
-campaign (authentication, billing) halts the batch, and what waits goes back to ``queued`` unsent.
+messages (times the group size for email) are ever claimed and unrecorded in a process. An answer that stops
+the campaign (authentication, billing) halts the batch, and what waits goes back to ``queued`` unsent.
+A worker's batch task returns once nothing of its batch is left to claim, and hands its last requests to a thread
+that records them (``hand_off``): the next batch's requests start at once instead of after the slowest answer.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class BatchResult:
     skipped: int = 0
     unknown: int = 0
     given_back: int = 0
+    handed_off: int = 0       # messages still out when send_batch returned (``hand_off``)
     requeue_in: float | None = None
     stopped: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
@@ -101,6 +104,8 @@ class Dispatcher:
         self.senders = _Senders(settings.send_concurrency, self._send_into)
         self._ctx: dict[int, tuple[Any, _Ctx]] = {}
         self._lock = threading.Lock()
+        self._tails: set[_Pass] = set()      # passes handed off to finish their last sends (send_batch)
+        self._tails_changed = threading.Condition()
 
     # ------------------------------------------------------------ campaign context
     def context(self, campaign_id: int) -> _Ctx:
@@ -131,7 +136,16 @@ class Dispatcher:
         return ctx
 
     # ------------------------------------------------------------ the batch
-    def send_batch(self, batch_id: int) -> BatchResult:
+    def send_batch(self, batch_id: int, *, hand_off: bool = False) -> BatchResult:
+        """Send what is queued in a batch; returns what became of it.
+
+        With ``hand_off`` it returns as soon as nothing more of the batch is left to claim: the requests still out
+        are recorded, and the batch finished (messages given back, a re-enqueue for due retries, a stop, the
+        campaign's completion), by a thread of this process, while the next batch's requests already start.
+        ``wait_handed_off`` waits for those threads. The result then counts what had been recorded when it returned,
+        and ``handed_off`` the messages still out. Raises TransientError when the database went away, after
+        recording what was sent (the task is retried for the rest).
+        """
         campaign_id, seq, total = self.store.batch_info(batch_id)
         result = BatchResult()
         state = self.store.campaign_state(campaign_id)
@@ -147,115 +161,41 @@ class Dispatcher:
             self.store.set_state(campaign_id, CampaignState.STOPPED, reason, only_from=[CampaignState.RUNNING])
             result.stopped = reason
             return result
-        k = self.settings.send_concurrency
-        grouped = ctx.channel in channels.GROUPED
-        unit = channels.group_size(ctx.options) if grouped else 1
-        # Messages claimed and not yet recorded, at most (what a killed worker leaves): as many as there are sending
-        # threads, and some more waiting for them, so that a thread that finishes takes its next message at once
-        # instead of waiting for this thread to record and claim (15-20 % more from one process, measured).
-        cap = (k + int(k * CLAIM_AHEAD)) * unit
-        refill_at = max(1, cap // 8)    # claim (and record) in groups of at least this many: fewer transactions
-        run = _Run()
-        finished = run.finished
-        in_flight = 0                   # messages handed to the sending threads and not back yet
-        pending: list[Row] = []         # outcomes and send-time decisions waiting to be written
-        suppress: list[tuple[str, str, str | None]] = []
-        give_back: list[int] = []
-        soonest: float | None = None
-        stop: str | None = None
-        drained = False
-        interrupted: TransientError | None = None
-        next_state_check = 0.0
+        p = _Pass(self, ctx, batch_id, campaign_id, seq, total, result)
+        while p.step():
+            if hand_off and not p.claiming and p.in_flight and p.interrupted is None:
+                result.handed_off = p.in_flight
+                self._hand_off(p)
+                return result
+        return p.finish()
 
-        def note(rows: list[Row]) -> None:
-            nonlocal soonest
-            for r in rows:
-                if r.status == Status.DEFERRED.value and r.not_before is not None:
-                    due = max(0.0, (r.not_before - self.clock()).total_seconds())
-                    if due < SHORT_REQUEUE:
-                        soonest = due if soonest is None else min(soonest, due)
-            pending.extend(rows)
+    def _hand_off(self, p: _Pass) -> None:
+        with self._tails_changed:
+            self._tails.add(p)
+        threading.Thread(target=self._finish_tail, args=(p,), name=f"finish-batch-{p.batch_id}", daemon=True).start()
 
-        while True:
-            room = cap - in_flight          # pending rows are written by the same transaction that claims
-            claim = not drained and stop is None and not give_back and room >= refill_at
-            touch = False
-            if claim and time.monotonic() >= next_state_check:
-                next_state_check = time.monotonic() + STATE_CHECK_EVERY
-                touch = True
-                try:
-                    if self.store.campaign_state(campaign_id) not in SENDABLE:
-                        claim, drained = False, True
-                        run.halted.set()    # paused or cancelled: what waits for a thread goes back untouched
-                except TransientError as exc:
-                    claim, drained, interrupted = False, True, exc
-            if suppress:
-                entries, suppress = suppress, []
-                self._patiently("adding to the suppression list", lambda: self.store.suppress(entries),
-                                within=self.settings.stale_after)
-            if claim or (pending and (in_flight == 0 or len(pending) >= refill_at or stop is not None)):
-                rows, pending = pending, []
-                now = self.clock()
-                try:
-                    claimed, sup = self.store.exchange(batch_id, rows, room if claim else 0, now, touch=touch)
-                except TransientError as exc:
-                    # The database went away: write what was sent (waiting for the database), finish what is in
-                    # flight, then let the task be retried for the rest of the batch.
-                    if rows:
-                        self._record(rows)
-                    claimed, sup, drained, interrupted = [], {}, True, exc
-                if claim and not claimed and interrupted is None:
-                    drained = True
-                if claimed:
-                    decided, to_send = self._decide(ctx, claimed, sup, now, result)
-                    note(decided)
-                    for group in (to_send[i:i + unit] for i in range(0, len(to_send), unit)):
-                        self.senders.submit(run, ctx, group)
-                        in_flight += len(group)
-            if in_flight == 0:
-                if not pending and (drained or stop is not None or give_back):
-                    break
-                continue
-            try:
-                items = [finished.get(timeout=COLLECT_EVERY)]
-            except queue.Empty:
-                continue
-            while True:
-                try:
-                    items.append(finished.get_nowait())
-                except queue.Empty:
-                    break
-            sent_back: list[tuple[list[Claimed], float, SendResult]] = []
-            for group, started, res in items:
-                in_flight -= len(group)
-                if isinstance(res, BaseException):
-                    raise res
-                if res is None or res is _HALTED:   # not sent: the batch halted, or no rate-limit slot soon enough
-                    give_back.extend(m.id for m in group)
-                    if res is None:                 # started carries the wait for the slot
-                        soonest = started if soonest is None else min(soonest, started)
-                else:
-                    sent_back.append((group, started, res))
-            rows, stop_reason, sup_entries = self._outcomes(ctx, sent_back, result)
-            suppress.extend(sup_entries)
-            note(rows)
-            if stop_reason and stop is None:
-                stop = stop_reason
-                run.halted.set()
-        if give_back:
-            self.store.requeue(give_back, self.clock())
-            result.given_back += len(give_back)
-        if interrupted is not None:
-            raise interrupted
-        if stop is not None:
-            self.store.set_state(campaign_id, CampaignState.STOPPED, stop, only_from=[CampaignState.RUNNING])
-            log.error("campaign %s stopped: %s", ctx.campaign.name, stop)
-            result.stopped = stop
-        elif soonest is not None:
-            result.requeue_in = soonest
-            self.queue.send_batches([(batch_id, batch_label(ctx.campaign.name, seq, total))], countdown=soonest)
-        self.store.complete_if_done(campaign_id)
-        return result
+    def _finish_tail(self, p: _Pass) -> None:
+        try:
+            while p.step():
+                pass
+            p.finish()
+        except TransientError as exc:
+            log.warning("batch %d: %s; what it had not recorded is taken up by the reconciler", p.batch_id, exc)
+        except Exception:  # noqa: BLE001 - a thread of its own: nobody else would see it
+            log.exception("batch %d: finishing its last sends failed", p.batch_id)
+        finally:
+            with self._tails_changed:
+                self._tails.discard(p)
+                self._tails_changed.notify_all()
+
+    def wait_handed_off(self, timeout: float | None = None) -> bool:
+        """Wait until every batch handed off by ``send_batch`` is finished; False when ``timeout`` passed first."""
+        with self._tails_changed:
+            return self._tails_changed.wait_for(lambda: not self._tails, timeout)
+
+    def _out_elsewhere(self, p: _Pass) -> int:
+        """Messages claimed and not yet back by the other passes of this process (the handed-off ones)."""
+        return sum(t.in_flight for t in tuple(self._tails) if t is not p)
 
     def _record(self, rows: list[Row]) -> None:
         self._patiently(f"recording {len(rows)} outcomes", lambda: self.store.record(rows, self.clock()),
@@ -472,6 +412,142 @@ class _Run:
     def __init__(self) -> None:
         self.finished: queue.SimpleQueue[tuple[list[Claimed], float, Any]] = queue.SimpleQueue()
         self.halted = threading.Event()
+
+
+class _Pass:
+    """One ``send_batch`` over its batch: the loop that claims, hands messages to the sending threads, collects what
+    they send and records it, and what it must do at the end (``finish``).
+
+    At most ``SEND_CONCURRENCY`` requests are in flight, and half as many messages again wait claimed for a
+    free thread, counted over every pass of the process: a pass handed off to finish its last sends leaves the
+    next one that much less room.
+    """
+
+    def __init__(self, d: Dispatcher, ctx: _Ctx, batch_id: int, campaign_id: int, seq: int, total: int,
+                 result: BatchResult) -> None:
+        self.d, self.ctx, self.batch_id, self.campaign_id, self.seq, self.total = d, ctx, batch_id, campaign_id, seq, total
+        self.result = result
+        k = d.settings.send_concurrency
+        self.unit = channels.group_size(ctx.options) if ctx.channel in channels.GROUPED else 1
+        # Messages claimed and not yet recorded, at most (what a killed worker leaves): as many as there are sending
+        # threads, and some more waiting for them, so that a thread that finishes takes its next message at once
+        # instead of waiting for this thread to record and claim (15-20 % more from one process, measured).
+        self.cap = (k + int(k * CLAIM_AHEAD)) * self.unit
+        self.refill_at = max(1, self.cap // 8)    # claim (and record) in groups of at least this many
+        self.run = _Run()
+        self.in_flight = 0                   # messages handed to the sending threads and not back yet
+        self.pending: list[Row] = []         # outcomes and send-time decisions waiting to be written
+        self.suppress: list[tuple[str, str, str | None]] = []
+        self.give_back: list[int] = []
+        self.soonest: float | None = None
+        self.stop: str | None = None
+        self.drained = False
+        self.interrupted: TransientError | None = None
+        self.next_state_check = 0.0
+
+    @property
+    def claiming(self) -> bool:
+        """Whether more of the batch may still be claimed."""
+        return not self.drained and self.stop is None and not self.give_back
+
+    def step(self) -> bool:
+        """One turn: write what waits (with the next claim when there is room), then collect finished sends.
+        False once nothing is out, nothing waits to be written and nothing more is to be claimed."""
+        d, store = self.d, self.d.store
+        room = self.cap - self.in_flight - d._out_elsewhere(self)   # pending rows go with the claim's transaction
+        claim = self.claiming and room >= self.refill_at
+        touch = False
+        if claim and time.monotonic() >= self.next_state_check:
+            self.next_state_check = time.monotonic() + STATE_CHECK_EVERY
+            touch = True
+            try:
+                if store.campaign_state(self.campaign_id) not in SENDABLE:
+                    claim, self.drained = False, True
+                    self.run.halted.set()    # paused or cancelled: what waits for a thread goes back untouched
+            except TransientError as exc:
+                claim, self.drained, self.interrupted = False, True, exc
+        if self.suppress:
+            entries, self.suppress = self.suppress, []
+            d._patiently("adding to the suppression list", lambda: store.suppress(entries), within=d.settings.stale_after)
+        if claim or (self.pending and (self.in_flight == 0 or len(self.pending) >= self.refill_at
+                                       or self.stop is not None)):
+            rows, self.pending = self.pending, []
+            now = d.clock()
+            try:
+                claimed, sup = store.exchange(self.batch_id, rows, room if claim else 0, now, touch=touch)
+            except TransientError as exc:
+                # The database went away: write what was sent (waiting for the database), finish what is in
+                # flight, then let the task be retried for the rest of the batch.
+                if rows:
+                    d._record(rows)
+                claimed, sup, self.drained, self.interrupted = [], {}, True, exc
+            if claim and not claimed and self.interrupted is None:
+                self.drained = True
+            if claimed:
+                decided, to_send = d._decide(self.ctx, claimed, sup, now, self.result)
+                self._note(decided)
+                unit = self.unit
+                for group in (to_send[i:i + unit] for i in range(0, len(to_send), unit)):
+                    d.senders.submit(self.run, self.ctx, group)
+                    self.in_flight += len(group)
+        if self.in_flight == 0:
+            return bool(self.pending) or not (self.drained or self.stop is not None or self.give_back)
+        finished = self.run.finished
+        try:
+            items = [finished.get(timeout=COLLECT_EVERY)]
+        except queue.Empty:
+            return True
+        while True:
+            try:
+                items.append(finished.get_nowait())
+            except queue.Empty:
+                break
+        sent_back: list[tuple[list[Claimed], float, SendResult]] = []
+        for group, started, res in items:
+            self.in_flight -= len(group)
+            if isinstance(res, BaseException):
+                raise res
+            if res is None or res is _HALTED:   # not sent: the batch halted, or no rate-limit slot soon enough
+                self.give_back.extend(m.id for m in group)
+                if res is None:                 # started carries the wait for the slot
+                    self.soonest = started if self.soonest is None else min(self.soonest, started)
+            else:
+                sent_back.append((group, started, res))
+        rows, stop_reason, sup_entries = d._outcomes(self.ctx, sent_back, self.result)
+        self.suppress.extend(sup_entries)
+        self._note(rows)
+        if stop_reason and self.stop is None:
+            self.stop = stop_reason
+            self.run.halted.set()
+        return True
+
+    def _note(self, rows: list[Row]) -> None:
+        for r in rows:
+            if r.status == Status.DEFERRED.value and r.not_before is not None:
+                due = max(0.0, (r.not_before - self.d.clock()).total_seconds())
+                if due < SHORT_REQUEUE:
+                    self.soonest = due if self.soonest is None else min(self.soonest, due)
+        self.pending.extend(rows)
+
+    def finish(self) -> BatchResult:
+        """After the last ``step``: give back what was not sent, stop the campaign or re-enqueue the batch for its
+        retries due soon, and complete the campaign when nothing of it is left open."""
+        d, store, result = self.d, self.d.store, self.result
+        if self.give_back:
+            store.requeue(self.give_back, d.clock())
+            result.given_back += len(self.give_back)
+        if self.interrupted is not None:
+            raise self.interrupted
+        if self.stop is not None:
+            store.set_state(self.campaign_id, CampaignState.STOPPED, self.stop, only_from=[CampaignState.RUNNING])
+            log.error("campaign %s stopped: %s", self.ctx.campaign.name, self.stop)
+            result.stopped = self.stop
+        elif self.soonest is not None:
+            result.requeue_in = self.soonest
+            d.queue.send_batches([(self.batch_id, batch_label(self.ctx.campaign.name, self.seq, self.total))],
+                                 countdown=self.soonest)
+        store.complete_if_done(self.campaign_id)
+        return result
 
 
 class _Senders:

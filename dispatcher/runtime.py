@@ -122,3 +122,14 @@ def dispatcher() -> "Dispatcher":
                                      RateLimiter(redis.Redis.from_url(settings.redis_url)), lambda: http_client(settings))
             _pid = os.getpid()
         return _dispatcher
+
+
+def finish_handed_off() -> None:
+    """Wait, up to ``STALE_AFTER`` seconds, for the batches this process's dispatcher handed off to finish."""
+    with _lock:
+        d = _dispatcher if _pid == os.getpid() else None
+    if d is not None and not d.wait_handed_off(d.settings.stale_after):
+        import logging
+
+        logging.getLogger(__name__).warning("stopping with sends still out after %ss: the reconciler marks them "
+                                            "unknown", d.settings.stale_after)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 
 from dispatcher.queue import celery_config
 from dispatcher.settings import get_settings
@@ -27,6 +27,16 @@ def _fresh_connections(**_: object) -> None:
         runtime.dispatcher()
     except Exception as exc:  # noqa: BLE001 - the first task builds it again and reports what is wrong
         logging.getLogger(__name__).warning("dispatcher not prepared at process start (%s)", type(exc).__name__)
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def _finish_handed_off(**_: object) -> None:
+    # A batch task returns while its last requests are still out (send_batch's hand_off): a warm shutdown waits
+    # for them to be recorded, so that stopping a worker leaves nothing `sending`.
+    from dispatcher import runtime
+
+    runtime.finish_handed_off()
 
 
 logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -13,11 +13,13 @@ from .app import app
 @app.task(name=SEND_BATCH, bind=True, max_retries=None, acks_late=True)
 def send_batch(self, batch_id: int) -> dict[str, int | float | str | None]:  # type: ignore[no-untyped-def]
     try:
-        r = runtime.dispatcher().send_batch(batch_id)
+        # Its last requests finish on a thread of this process while the next batch starts (warm shutdown waits
+        # for them: workers.app).
+        r = runtime.dispatcher().send_batch(batch_id, hand_off=True)
     except TransientError as exc:
         raise self.retry(exc=exc, countdown=min(60, 2 ** min(self.request.retries, 6)))
     return {"sent": r.sent, "failed": r.failed, "deferred": r.deferred, "skipped": r.skipped,
-            "unknown": r.unknown, "given_back": r.given_back, "stopped": r.stopped}
+            "unknown": r.unknown, "given_back": r.given_back, "stopped": r.stopped, "finishing": r.handed_off}
 
 
 @app.task(name=RELEASE_DUE, ignore_result=True)
