@@ -112,9 +112,14 @@ class Store:
     # ------------------------------------------------------------ plumbing
     @contextlib.contextmanager
     def tx(self) -> Iterator[Connection]:
+        with self._translated(), self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Database errors that mean "unavailable right now" as TransientError."""
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            yield
         except OperationalError as exc:
             raise TransientError(f"database unavailable: {exc.orig}") from exc
         except self._driver_unavailable as exc:    # from the statements run on the driver's own cursor
@@ -341,30 +346,35 @@ class Store:
     def record(self, outcomes: Sequence[Outcome], now: datetime) -> None:
         """Write the result of a wave: message statuses and attempt rows, in one transaction."""
         if outcomes:
-            with self._writer_turn(), self.tx() as conn:
-                self._send_sql.record(self._send_sql.cursor(conn), outcomes, now)
+            self.exchange(0, outcomes, 0, now)
 
     def exchange(self, batch_id: int, outcomes: Sequence[Outcome], limit: int, now: datetime, *,
                  touch: bool = True) -> tuple[list[Claimed], dict[str, str]]:
         """``record(outcomes)`` then ``claim(batch_id, limit)`` in one transaction (one commit, one turn of
-        SQLite's write lock), and the suppression entries of the claimed numbers. All of it or none of it
-        happens. With ``touch`` (a sender passes it about once a second) the batch's due deferred messages are
+        SQLite's write lock), and the suppression entries of the claimed numbers, read once it is committed. All
+        of the writes or none of them happen. With ``touch`` (a sender passes it about once a second) the batch's due deferred messages are
         released first and the batch is marked as worked on, for the reconciler."""
         sql = self._send_sql
-        with self._writer_turn(), self.tx() as conn:
+        # SQLite has one writer at a time for the whole file, so the write turn holds only the statements and the
+        # commit: the parameters are built before it, the claimed rows decoded and the suppression list read after.
+        writes = sql.record(outcomes, now)
+        rows: list[Any] = []
+        with self._translated(), self.engine.connect() as conn:
             cur = sql.cursor(conn)
-            if outcomes:
-                sql.record(cur, outcomes, now)
-            if limit <= 0:
+            with self._writer_turn(), conn.begin():
+                for statement, params in writes:
+                    cur.execute(statement, params)
+                if limit > 0:
+                    if touch:
+                        release, touch_q = self._touch_q
+                        params = {"_b": batch_id, "_now": now}
+                        conn.execute(release, params)
+                        conn.execute(touch_q, params)
+                    rows = sql.claim(cur, batch_id, limit, now)
+            if not rows:
                 return [], {}
-            if touch:
-                release, touch_q = self._touch_q
-                params = {"_b": batch_id, "_now": now}
-                conn.execute(release, params)
-                conn.execute(touch_q, params)
-            claimed = sql.claim(cur, batch_id, limit, now)
-            suppressed = sql.suppressed(cur, [m.phone for m in claimed]) if claimed else {}
-        return claimed, suppressed
+            claimed = sql.claimed(rows)
+            return claimed, sql.suppressed(cur, [m.phone for m in claimed])
 
     def _claim_statements(self) -> tuple[Any, Any, Any]:
         b, now = bindparam("_b"), bindparam("_now", type_=M.c.updated_at.type)
@@ -628,8 +638,9 @@ class _SendSQL:
     Through SQLAlchemy's compiled path (cache key, parameter and result processing) an exchange took about 190 µs
     of CPU per message, and executemany steps SQLite once per row, handing the GIL away (and waiting behind the
     sending threads to get it back) each time. Here the outcomes are one multi-row UPDATE and the attempts one
-    multi-row INSERT, then the claim and the suppression lookup: four calls into the driver, in the transaction of
-    the SQLAlchemy connection they are given (``Store.tx`` turns the driver's OperationalError into TransientError).
+    multi-row INSERT (``record`` builds them), then the claim and the suppression lookup: four calls into the driver,
+    on the cursor of the SQLAlchemy connection they are given (``Store._translated`` turns the driver's
+    OperationalError into TransientError).
     Values go through the columns' own type conversions (aware UTC datetimes, JSON, booleans), so rows read back the
     same anywhere.
     """
@@ -677,15 +688,17 @@ class _SendSQL:
     def cursor(conn: Connection) -> Any:
         return conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
 
-    def record(self, cur: Any, outcomes: Sequence[Outcome], now: datetime) -> None:
+    def record(self, outcomes: Sequence[Outcome], now: datetime) -> list[tuple[str, list[Any]]]:
+        """The statements (SQL, parameters) that write ``outcomes``: message rows, then attempt rows."""
         dt, n = self.dt, self.ROWS_PER_STATEMENT
+        out: list[tuple[str, list[Any]]] = []
         for i in range(0, len(outcomes), n):
             part = outcomes[i:i + n]
             params: list[Any] = [dt(now)]
             for o in part:
                 params += (o.message_id, o.status, o.reason, dt(o.not_before) if o.not_before else None,
                            o.provider_message_id, o.provider_code, o.cost, 1 if o.attempt else 0)
-            cur.execute(self.outcome_sql.format(rows=_rows(self.outcome_row, len(part))), params)
+            out.append((self.outcome_sql.format(rows=_rows(self.outcome_row, len(part))), params))
         attempts = [o.attempt for o in outcomes if o.attempt]
         for i in range(0, len(attempts), n):
             part = attempts[i:i + n]
@@ -694,12 +707,17 @@ class _SendSQL:
                 params += (a.get("message_id"), a.get("campaign_id"), dt(a["started_at"]) if a.get("started_at") else None,
                            a.get("duration_ms", 0), a.get("http_status"), a.get("outcome"), a.get("provider_message_id"),
                            a.get("provider_code"), a.get("detail"))
-            cur.execute(self.attempt_sql.format(rows=_rows(self.attempt_row, len(part))), params)
+            out.append((self.attempt_sql.format(rows=_rows(self.attempt_row, len(part))), params))
+        return out
 
-    def claim(self, cur: Any, batch_id: int, limit: int, now: datetime) -> list[Claimed]:
+    def claim(self, cur: Any, batch_id: int, limit: int, now: datetime) -> list[Any]:
+        """Claim up to ``limit`` queued messages of the batch; their rows as the driver returns them (``claimed``)."""
         values = dict(self.claim_params, _b=batch_id, _now=self.dt(now), _lim=limit)
         cur.execute(self.claim_sql, [values[k] for k in self.claim_order] if self.claim_order else values)
-        rows = cur.fetchall()
+        return cur.fetchall()  # type: ignore[no-any-return]
+
+    def claimed(self, rows: list[Any]) -> list[Claimed]:
+        """The rows ``claim`` returned, decoded, in id order."""
         if self.claim_procs:
             rows = [list(r) for r in rows]
             for r in rows:
