@@ -104,8 +104,8 @@ class Dispatcher:
         self.senders = _Senders(settings.send_concurrency, self._send_into)
         self._ctx: dict[int, tuple[Any, _Ctx]] = {}
         self._lock = threading.Lock()
-        self._tails: set[_Pass] = set()      # passes handed off to finish their last sends (send_batch)
-        self._tails_changed = threading.Condition()
+        self._passes: set[_Pass] = set()     # the send_batch passes of this process, handed off ones included
+        self._passes_changed = threading.Condition()
 
     # ------------------------------------------------------------ campaign context
     def context(self, campaign_id: int) -> _Ctx:
@@ -162,19 +162,24 @@ class Dispatcher:
             result.stopped = reason
             return result
         p = _Pass(self, ctx, batch_id, campaign_id, seq, total, result)
-        while p.step():
-            if hand_off and not p.claiming and p.in_flight and p.interrupted is None:
-                result.handed_off = p.in_flight
-                self._hand_off(p)
-                return result
-        return p.finish()
+        with self._passes_changed:
+            self._passes.add(p)
+        try:
+            while p.step():
+                # A stop is written before the next batch starts (no second wave to a refused account); a database
+                # that went away is the task's to retry.
+                if hand_off and not p.claiming and p.in_flight and p.interrupted is None and p.stop is None:
+                    result.handed_off = p.in_flight
+                    p.handed_off = True
+                    threading.Thread(target=self._finish_handed_off, args=(p,), name=f"finish-batch-{batch_id}",
+                                     daemon=True).start()
+                    return result
+            return p.finish()
+        finally:
+            if not p.handed_off:
+                self._forget(p)
 
-    def _hand_off(self, p: _Pass) -> None:
-        with self._tails_changed:
-            self._tails.add(p)
-        threading.Thread(target=self._finish_tail, args=(p,), name=f"finish-batch-{p.batch_id}", daemon=True).start()
-
-    def _finish_tail(self, p: _Pass) -> None:
+    def _finish_handed_off(self, p: _Pass) -> None:
         try:
             while p.step():
                 pass
@@ -184,18 +189,27 @@ class Dispatcher:
         except Exception:  # noqa: BLE001 - a thread of its own: nobody else would see it
             log.exception("batch %d: finishing its last sends failed", p.batch_id)
         finally:
-            with self._tails_changed:
-                self._tails.discard(p)
-                self._tails_changed.notify_all()
+            self._forget(p)
+
+    def _forget(self, p: _Pass) -> None:
+        with self._passes_changed:
+            self._passes.discard(p)
+            self._passes_changed.notify_all()
 
     def wait_handed_off(self, timeout: float | None = None) -> bool:
         """Wait until every batch handed off by ``send_batch`` is finished; False when ``timeout`` passed first."""
-        with self._tails_changed:
-            return self._tails_changed.wait_for(lambda: not self._tails, timeout)
+        with self._passes_changed:
+            return self._passes_changed.wait_for(lambda: not any(p.handed_off for p in self._passes), timeout)
 
     def _out_elsewhere(self, p: _Pass) -> int:
-        """Messages claimed and not yet back by the other passes of this process (the handed-off ones)."""
-        return sum(t.in_flight for t in tuple(self._tails) if t is not p)
+        """Messages claimed and not yet back in this process's other passes."""
+        return sum(other.in_flight for other in tuple(self._passes) if other is not p)
+
+    def _halt_campaign(self, campaign_id: int) -> None:
+        """An answer stopped the campaign: no pass of this process claims or sends more of it."""
+        for other in tuple(self._passes):
+            if other.campaign_id == campaign_id:
+                other.halt()
 
     def _record(self, rows: list[Row]) -> None:
         self._patiently(f"recording {len(rows)} outcomes", lambda: self.store.record(rows, self.clock()),
@@ -445,6 +459,7 @@ class _Pass:
         self.drained = False
         self.interrupted: TransientError | None = None
         self.next_state_check = 0.0
+        self.handed_off = False             # finishing on a thread of its own (send_batch's hand_off)
 
     @property
     def claiming(self) -> bool:
@@ -463,8 +478,8 @@ class _Pass:
             touch = True
             try:
                 if store.campaign_state(self.campaign_id) not in SENDABLE:
-                    claim, self.drained = False, True
-                    self.run.halted.set()    # paused or cancelled: what waits for a thread goes back untouched
+                    claim = False
+                    self.halt()             # paused or cancelled: what waits for a thread goes back untouched
             except TransientError as exc:
                 claim, self.drained, self.interrupted = False, True, exc
         if self.suppress:
@@ -519,8 +534,13 @@ class _Pass:
         self._note(rows)
         if stop_reason and self.stop is None:
             self.stop = stop_reason
-            self.run.halted.set()
+            d._halt_campaign(self.campaign_id)
         return True
+
+    def halt(self) -> None:
+        """Claim no more, and give back unsent what waits for a sending thread (any thread may call it)."""
+        self.drained = True
+        self.run.halted.set()
 
     def _note(self, rows: list[Row]) -> None:
         for r in rows:
