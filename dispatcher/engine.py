@@ -106,6 +106,7 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._passes: set[_Pass] = set()     # the send_batch passes of this process, handed off ones included
         self._passes_changed = threading.Condition()
+        self._room = threading.Condition()   # notified when a pass gets messages back (room for the others)
 
     # ------------------------------------------------------------ campaign context
     def context(self, campaign_id: int) -> _Ctx:
@@ -204,6 +205,14 @@ class Dispatcher:
     def _out_elsewhere(self, p: _Pass) -> int:
         """Messages claimed and not yet back in this process's other passes."""
         return sum(other.in_flight for other in tuple(self._passes) if other is not p)
+
+    def _wait_for_room(self) -> None:
+        with self._room:
+            self._room.wait(COLLECT_EVERY)
+
+    def _room_freed(self) -> None:
+        with self._room:
+            self._room.notify_all()
 
     def _halt_campaign(self, campaign_id: int) -> None:
         """An answer stopped the campaign: no pass of this process claims or sends more of it."""
@@ -507,6 +516,8 @@ class _Pass:
                     d.senders.submit(self.run, self.ctx, group)
                     self.in_flight += len(group)
         if self.in_flight == 0:
+            if self.claiming and not claim and not self.pending:
+                d._wait_for_room()        # the other passes of the process hold the room: until they free some
             return bool(self.pending) or not (self.drained or self.stop is not None or self.give_back)
         finished = self.run.finished
         try:
@@ -519,8 +530,10 @@ class _Pass:
             except queue.Empty:
                 break
         sent_back: list[tuple[list[Claimed], float, SendResult]] = []
-        for group, started, res in items:
+        for group, _, _ in items:
             self.in_flight -= len(group)
+        d._room_freed()
+        for group, started, res in items:
             if isinstance(res, BaseException):
                 raise res
             if res is None or res is _HALTED:   # not sent: the batch halted, or no rate-limit slot soon enough
