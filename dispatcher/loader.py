@@ -98,6 +98,8 @@ class PlannedRow:
     reason: str | None                  # rejection reason
     decision: policy.Decision | None = None
     number: str | None = None           # the normalised number whenever it is valid, also in a rejected row
+    info: encoding.TextInfo | None = None   # a message row's size, and the zones its quiet hours are read in
+    zones: tuple[str, ...] = ()
 
 
 class RowPlanner:
@@ -126,10 +128,20 @@ class RowPlanner:
         self.first_lines: dict[str, int] = {} if first_lines is None else first_lines
         self.dedupe = dedupe
         self.remember = MAX_REMEMBERED if dedupe else MAX_SKIPPED_REPEATS
+        self._header: list[str] | None = None   # the header the columns below were read from
+
+    def _read_header(self, header: list[str]) -> None:
+        """What every row of a file with this header needs: where its address is, its fields and consent columns."""
+        self._header = header
+        self._at = header.index("email" if self.channel == "email" else "phone")
+        self._fields = list(dict.fromkeys(h for h in header if h not in ("phone", "email", "opt_in")))
+        self._consent = [k for k in CONSENT_COLUMNS if k in header]
 
     def row(self, line: int, header: list[str], values: list[str], *, end: int | None = None) -> PlannedRow:
         """Plan one data row that starts on ``line`` (and ends on ``end``, for rows with quoted line breaks)."""
-        at = header.index("email" if self.channel == "email" else "phone")
+        if header is not self._header:
+            self._read_header(header)
+        at = self._at
         raw_phone = values[at].strip() if len(values) > at else None
         if len(values) > len(header) and not any(v.strip() for v in values[len(header):]):
             values = values[:len(header)]   # trailing separators (a common export artefact) hold nothing
@@ -153,7 +165,7 @@ class RowPlanner:
         first = self.first_lines.get(e164)
         if first is not None:
             return PlannedRow(line, raw_phone, None, f"duplicate of line {first}" if self.dedupe else None, number=e164)
-        rec = {h: v.strip() for h, v in zip(header, values)}
+        rec = dict(zip(header, map(str.strip, values)))
         try:
             opt_in = policy.parse_opt_in(rec.get("opt_in"))
         except ValueError as exc:
@@ -170,15 +182,13 @@ class RowPlanner:
         if not body and self.c.spec.message is not None:
             return PlannedRow(line, raw_phone, None, "message: the rendered text is empty", number=e164)
         info = encoding.analyse(body) if self.text_rules else _NO_TEXT_RULES
-        consent = {k: rec[k] for k in CONSENT_COLUMNS if rec.get(k)}
         if len(self.first_lines) < self.remember:
             self.first_lines[e164] = line
         return PlannedRow(line, e164 if self.dedupe else raw_phone, {
             "line": line, "phone": number.e164, "region": number.region, "timezones": " ".join(zones) or None,
-            "fields": {k: v for k, v in rec.items() if k not in ("phone", "email", "opt_in")}, "consent": consent,
+            "fields": {k: rec[k] for k in self._fields}, "consent": {k: rec[k] for k in self._consent if rec[k]},
             "opt_in": opt_in, "body": body, "encoding": info.encoding, "segments": info.segments,
-            "_info": info, "_zones": zones,
-        }, None, number=e164)
+        }, None, number=e164, info=info, zones=zones)
 
     def settle(self, row: _Stored) -> _Stored | None:
         """Apply to a row planned with ``dedupe=False`` (and stored, ``_stored``) the duplicate check ``row`` makes;
@@ -209,8 +219,9 @@ class RowPlanner:
     def decide(self, p: PlannedRow, suppressed_reason: str | None) -> policy.Decision:
         v = p.values
         assert v is not None
-        return policy.decide(opt_in=v["opt_in"], suppressed_reason=suppressed_reason, info=v["_info"],
-                             max_segments=self.max_segments, zones=v["_zones"], quiet_hours=self.qh, now=self.start_at)
+        assert p.info is not None
+        return policy.decide(opt_in=v["opt_in"], suppressed_reason=suppressed_reason, info=p.info,
+                             max_segments=self.max_segments, zones=p.zones, quiet_hours=self.qh, now=self.start_at)
 
 
 def iter_rows(path: Path, *, required: tuple[str, ...] = ("phone", "opt_in")
@@ -513,21 +524,18 @@ def _planning_process(campaign: Campaign, store: Store, now: datetime, tasks: An
 
 
 def _message_row(p: PlannedRow) -> dict[str, Any]:
-    v = dict(p.values)  # type: ignore[arg-type]
-    v.pop("_info", None)   # the planner's working values, not columns
-    v.pop("_zones", None)
     d = p.decision
-    assert d is not None
-    v["not_before"] = None   # every row of one INSERT names the same columns
+    assert d is not None and p.values is not None
+    # every row of one INSERT names the same columns
     if d.action == "send":
-        v["status"], v["reason"] = Status.QUEUED.value, None
-    elif d.action == "defer":
-        v["status"], v["reason"], v["not_before"] = Status.DEFERRED.value, d.reason, d.not_before
-    elif d.action == "hold":
-        v["status"], v["reason"] = Status.SKIPPED.value, f"held: {d.reason}"
-    else:
-        v["status"], v["reason"] = Status.SKIPPED.value, d.reason
-    return v
+        return {**p.values, "not_before": None, "status": _QUEUED, "reason": None}
+    if d.action == "defer":
+        return {**p.values, "not_before": d.not_before, "status": Status.DEFERRED.value, "reason": d.reason}
+    reason = f"held: {d.reason}" if d.action == "hold" else d.reason
+    return {**p.values, "not_before": None, "status": Status.SKIPPED.value, "reason": reason}
+
+
+_QUEUED = Status.QUEUED.value
 
 
 def load(campaign: Campaign, store: Store, queue: TaskQueue | None, *, batch_size: int = 200,
