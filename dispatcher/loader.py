@@ -43,6 +43,7 @@ MAX_SKIPPED_REPEATS = 4096
 # they save.
 PARALLEL_MIN_ROWS = 20_000
 MAX_PLANNING_PROCESSES = 3   # past this the loading process, which reads and stores every row, is the limit
+_LOADING_GC_THRESHOLDS = (20_000, 20, 100)   # while planning processes run (see _plan_in_processes)
 CONSENT_COLUMNS = ("opt_in_at", "opt_in_source", "opt_in_method", "consent_at", "consent_source")
 csv.field_size_limit(MAX_FIELD)
 
@@ -403,6 +404,10 @@ def _plan_in_processes(planner: RowPlanner, store: Store, raw: Iterator[tuple[li
     # Frozen objects are never touched by the collector, so the pages the children share with this process
     # stay shared instead of being copied by a collection in either.
     gc.freeze()
+    # Rows are made and dropped by the thousand, cycles hardly ever: collecting less often, the collector stops
+    # walking each chunk's objects again and again while they are alive (about 1.5 CPU s a million rows each).
+    thresholds = gc.get_threshold()
+    gc.set_threshold(*_LOADING_GC_THRESHOLDS)
     procs = [ctx.Process(target=_planning_process, args=(planner.c, store, now, tasks, results),
                          name=f"dispatcher-planner-{i + 1}", daemon=True) for i in range(processes)]
     finished = False
@@ -490,6 +495,7 @@ def _plan_in_processes(planner: RowPlanner, store: Store, raw: Iterator[tuple[li
             proc.join()
         tasks.close()
         results.close()
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 
