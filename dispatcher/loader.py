@@ -391,7 +391,7 @@ def _plan_in_processes(planner: RowPlanner, store: Store, raw: Iterator[tuple[li
     """Chunks planned by forked processes while the caller stores the ones before them.
 
     This process reads the file and hands out raw chunks, and plans the next one itself when it would otherwise
-    wait; at most ``processes + 3`` chunks are out at a time, so memory stays flat at any file size. Each chunk
+    wait; at most ``processes + 4`` chunks are out at a time, so memory stays flat at any file size. Each chunk
     comes back planned, decided (suppression checked when it is planned) and encoded for the store (``_stored``),
     but not yet checked for duplicates: that needs every earlier chunk, so it is done here, in file order, with
     ``planner.settle`` (a process does not render a number twice, so a file of repeats costs little). An exception
@@ -439,15 +439,17 @@ def _plan_in_processes(planner: RowPlanner, store: Store, raw: Iterator[tuple[li
             return item
 
         def top_up() -> None:
+            # Two chunks more than there are planners: a planner that has handed back its answer has the next one
+            # waiting, while this process is still storing (with one, planners waited about a fifth of the time).
             nonlocal queued
-            while queued < processes + 1 and (item := read()) is not None:
+            while queued < processes + 2 and (item := read()) is not None:
                 tasks.put((sent - 1, item))
                 queued += 1
 
         top_up()
         while taken < sent:
             while taken not in done:
-                can_help = not exhausted and sent - taken < processes + 3
+                can_help = not exhausted and sent - taken < processes + 4
                 try:
                     seq, answer = results.get(timeout=0 if can_help else 1.0)
                 except Empty:
