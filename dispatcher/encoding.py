@@ -22,6 +22,7 @@ provider supports them, so a text needing one is counted as UCS-2.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -58,6 +59,8 @@ def _gsm7_tables() -> tuple[frozenset[str], frozenset[str]]:
 
 GSM7_BASIC, GSM7_EXTENSION = _gsm7_tables()
 _GSM7 = GSM7_BASIC | GSM7_EXTENSION
+# A text of the default alphabet alone, found in one C call: the common case, where each character is one septet.
+_BASIC_TEXT = re.compile("[" + "".join(re.escape(c) for c in sorted(GSM7_BASIC)) + "]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,8 @@ def analyse(text: str) -> TextInfo:
     at least one message (an empty body is rejected before this is asked).
     """
     chars = len(text)
+    if _BASIC_TEXT.fullmatch(text):
+        return _info("GSM-7", chars, 1 if chars <= GSM7_SINGLE else -(-chars // GSM7_PART), chars)
     distinct = set(text)
     if distinct <= _GSM7:
         extension = distinct & GSM7_EXTENSION
@@ -96,7 +101,7 @@ def analyse(text: str) -> TextInfo:
             segments = -(-units // GSM7_PART)
         else:
             segments = _pack(text, GSM7_PART, extension)
-        return TextInfo("GSM-7", units, segments, chars)
+        return _info("GSM-7", units, segments, chars)
 
     units = len(text.encode("utf-16-le")) // 2
     if units <= UCS2_SINGLE:
@@ -105,7 +110,22 @@ def analyse(text: str) -> TextInfo:
         segments = -(-units // UCS2_PART)
     else:
         segments = _pack(text, UCS2_PART, {c for c in distinct if ord(c) > 0xFFFF})
-    return TextInfo("UCS-2", units, segments, chars)
+    return _info("UCS-2", units, segments, chars)
+
+
+_INFOS: dict[tuple[Encoding, int, int, int], TextInfo] = {}
+
+
+def _info(encoding: Encoding, units: int, segments: int, chars: int) -> TextInfo:
+    """The TextInfo of these values, made once: a loader asks for the same few over and over, and a frozen
+    dataclass costs more to make than to look up."""
+    key = (encoding, units, segments, chars)
+    info = _INFOS.get(key)
+    if info is None:
+        if len(_INFOS) >= 4096:
+            _INFOS.clear()
+        info = _INFOS[key] = TextInfo(encoding, units, segments, chars)
+    return info
 
 
 def _pack(text: str, capacity: int, wide: set[str]) -> int:

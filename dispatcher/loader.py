@@ -43,6 +43,7 @@ MAX_SKIPPED_REPEATS = 4096
 # they save.
 PARALLEL_MIN_ROWS = 20_000
 MAX_PLANNING_PROCESSES = 3   # past this the loading process, which reads and stores every row, is the limit
+_LOADING_GC_THRESHOLDS = (20_000, 20, 100)   # while planning processes run (see _plan_in_processes)
 CONSENT_COLUMNS = ("opt_in_at", "opt_in_source", "opt_in_method", "consent_at", "consent_source")
 csv.field_size_limit(MAX_FIELD)
 
@@ -98,6 +99,8 @@ class PlannedRow:
     reason: str | None                  # rejection reason
     decision: policy.Decision | None = None
     number: str | None = None           # the normalised number whenever it is valid, also in a rejected row
+    info: encoding.TextInfo | None = None   # a message row's size, and the zones its quiet hours are read in
+    zones: tuple[str, ...] = ()
 
 
 class RowPlanner:
@@ -126,10 +129,20 @@ class RowPlanner:
         self.first_lines: dict[str, int] = {} if first_lines is None else first_lines
         self.dedupe = dedupe
         self.remember = MAX_REMEMBERED if dedupe else MAX_SKIPPED_REPEATS
+        self._header: list[str] | None = None   # the header the columns below were read from
+
+    def _read_header(self, header: list[str]) -> None:
+        """What every row of a file with this header needs: where its address is, its fields and consent columns."""
+        self._header = header
+        self._at = header.index("email" if self.channel == "email" else "phone")
+        self._fields = list(dict.fromkeys(h for h in header if h not in ("phone", "email", "opt_in")))
+        self._consent = [k for k in CONSENT_COLUMNS if k in header]
 
     def row(self, line: int, header: list[str], values: list[str], *, end: int | None = None) -> PlannedRow:
         """Plan one data row that starts on ``line`` (and ends on ``end``, for rows with quoted line breaks)."""
-        at = header.index("email" if self.channel == "email" else "phone")
+        if header is not self._header:
+            self._read_header(header)
+        at = self._at
         raw_phone = values[at].strip() if len(values) > at else None
         if len(values) > len(header) and not any(v.strip() for v in values[len(header):]):
             values = values[:len(header)]   # trailing separators (a common export artefact) hold nothing
@@ -153,7 +166,7 @@ class RowPlanner:
         first = self.first_lines.get(e164)
         if first is not None:
             return PlannedRow(line, raw_phone, None, f"duplicate of line {first}" if self.dedupe else None, number=e164)
-        rec = {h: v.strip() for h, v in zip(header, values)}
+        rec = dict(zip(header, map(str.strip, values)))
         try:
             opt_in = policy.parse_opt_in(rec.get("opt_in"))
         except ValueError as exc:
@@ -170,15 +183,13 @@ class RowPlanner:
         if not body and self.c.spec.message is not None:
             return PlannedRow(line, raw_phone, None, "message: the rendered text is empty", number=e164)
         info = encoding.analyse(body) if self.text_rules else _NO_TEXT_RULES
-        consent = {k: rec[k] for k in CONSENT_COLUMNS if rec.get(k)}
         if len(self.first_lines) < self.remember:
             self.first_lines[e164] = line
         return PlannedRow(line, e164 if self.dedupe else raw_phone, {
             "line": line, "phone": number.e164, "region": number.region, "timezones": " ".join(zones) or None,
-            "fields": {k: v for k, v in rec.items() if k not in ("phone", "email", "opt_in")}, "consent": consent,
+            "fields": {k: rec[k] for k in self._fields}, "consent": {k: rec[k] for k in self._consent if rec[k]},
             "opt_in": opt_in, "body": body, "encoding": info.encoding, "segments": info.segments,
-            "_info": info, "_zones": zones,
-        }, None, number=e164)
+        }, None, number=e164, info=info, zones=zones)
 
     def settle(self, row: _Stored) -> _Stored | None:
         """Apply to a row planned with ``dedupe=False`` (and stored, ``_stored``) the duplicate check ``row`` makes;
@@ -209,8 +220,9 @@ class RowPlanner:
     def decide(self, p: PlannedRow, suppressed_reason: str | None) -> policy.Decision:
         v = p.values
         assert v is not None
-        return policy.decide(opt_in=v["opt_in"], suppressed_reason=suppressed_reason, info=v["_info"],
-                             max_segments=self.max_segments, zones=v["_zones"], quiet_hours=self.qh, now=self.start_at)
+        assert p.info is not None
+        return policy.decide(opt_in=v["opt_in"], suppressed_reason=suppressed_reason, info=p.info,
+                             max_segments=self.max_segments, zones=p.zones, quiet_hours=self.qh, now=self.start_at)
 
 
 def iter_rows(path: Path, *, required: tuple[str, ...] = ("phone", "opt_in")
@@ -379,7 +391,7 @@ def _plan_in_processes(planner: RowPlanner, store: Store, raw: Iterator[tuple[li
     """Chunks planned by forked processes while the caller stores the ones before them.
 
     This process reads the file and hands out raw chunks, and plans the next one itself when it would otherwise
-    wait; at most ``processes + 3`` chunks are out at a time, so memory stays flat at any file size. Each chunk
+    wait; at most ``processes + 4`` chunks are out at a time, so memory stays flat at any file size. Each chunk
     comes back planned, decided (suppression checked when it is planned) and encoded for the store (``_stored``),
     but not yet checked for duplicates: that needs every earlier chunk, so it is done here, in file order, with
     ``planner.settle`` (a process does not render a number twice, so a file of repeats costs little). An exception
@@ -392,6 +404,10 @@ def _plan_in_processes(planner: RowPlanner, store: Store, raw: Iterator[tuple[li
     # Frozen objects are never touched by the collector, so the pages the children share with this process
     # stay shared instead of being copied by a collection in either.
     gc.freeze()
+    # Rows are made and dropped by the thousand, cycles hardly ever: collecting less often, the collector stops
+    # walking each chunk's objects again and again while they are alive (about 1.5 CPU s a million rows each).
+    thresholds = gc.get_threshold()
+    gc.set_threshold(*_LOADING_GC_THRESHOLDS)
     procs = [ctx.Process(target=_planning_process, args=(planner.c, store, now, tasks, results),
                          name=f"dispatcher-planner-{i + 1}", daemon=True) for i in range(processes)]
     finished = False
@@ -423,15 +439,17 @@ def _plan_in_processes(planner: RowPlanner, store: Store, raw: Iterator[tuple[li
             return item
 
         def top_up() -> None:
+            # Two chunks more than there are planners: a planner that has handed back its answer has the next one
+            # waiting, while this process is still storing (with one, planners waited about a fifth of the time).
             nonlocal queued
-            while queued < processes + 1 and (item := read()) is not None:
+            while queued < processes + 2 and (item := read()) is not None:
                 tasks.put((sent - 1, item))
                 queued += 1
 
         top_up()
         while taken < sent:
             while taken not in done:
-                can_help = not exhausted and sent - taken < processes + 3
+                can_help = not exhausted and sent - taken < processes + 4
                 try:
                     seq, answer = results.get(timeout=0 if can_help else 1.0)
                 except Empty:
@@ -479,6 +497,7 @@ def _plan_in_processes(planner: RowPlanner, store: Store, raw: Iterator[tuple[li
             proc.join()
         tasks.close()
         results.close()
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 
@@ -513,21 +532,18 @@ def _planning_process(campaign: Campaign, store: Store, now: datetime, tasks: An
 
 
 def _message_row(p: PlannedRow) -> dict[str, Any]:
-    v = dict(p.values)  # type: ignore[arg-type]
-    v.pop("_info", None)   # the planner's working values, not columns
-    v.pop("_zones", None)
     d = p.decision
-    assert d is not None
-    v["not_before"] = None   # every row of one INSERT names the same columns
+    assert d is not None and p.values is not None
+    # every row of one INSERT names the same columns
     if d.action == "send":
-        v["status"], v["reason"] = Status.QUEUED.value, None
-    elif d.action == "defer":
-        v["status"], v["reason"], v["not_before"] = Status.DEFERRED.value, d.reason, d.not_before
-    elif d.action == "hold":
-        v["status"], v["reason"] = Status.SKIPPED.value, f"held: {d.reason}"
-    else:
-        v["status"], v["reason"] = Status.SKIPPED.value, d.reason
-    return v
+        return {**p.values, "not_before": None, "status": _QUEUED, "reason": None}
+    if d.action == "defer":
+        return {**p.values, "not_before": d.not_before, "status": Status.DEFERRED.value, "reason": d.reason}
+    reason = f"held: {d.reason}" if d.action == "hold" else d.reason
+    return {**p.values, "not_before": None, "status": Status.SKIPPED.value, "reason": reason}
+
+
+_QUEUED = Status.QUEUED.value
 
 
 def load(campaign: Campaign, store: Store, queue: TaskQueue | None, *, batch_size: int = 200,

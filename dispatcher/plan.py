@@ -57,8 +57,8 @@ def run_plan(campaign_file: Path, store: Store, *, output: Path | None, samples:
                 if reason:
                     reasons[f"{decision}: {reason.split(' until ')[0] if decision == 'defer' else reason}"] += 1
                 local = ""
-                if nb is not None and p.values is not None and p.values["_zones"]:
-                    local = nb.astimezone(ZoneInfo(p.values["_zones"][0])).isoformat()
+                if nb is not None and p.values is not None and p.zones:
+                    local = nb.astimezone(ZoneInfo(p.zones[0])).isoformat()
                 if len(examples[decision]) < samples:
                     who = mask(p.values["phone"]) if p.values else "(as written)"
                     examples[decision].append(f"line {p.line} {who}: {reason or (p.values or {}).get('body', '')[:60]}"

@@ -264,6 +264,9 @@ class Decision:
     not_before: datetime | None = None
 
 
+_SEND = Decision("send")   # frozen: one for every message that may go now
+
+
 def decide(
     *,
     opt_in: bool,
@@ -292,7 +295,7 @@ def decide(
             f" at most {max_segments} allowed",
         )
     if quiet_hours is None:
-        return Decision("send")
+        return _SEND
     if not zones:
         return Decision("hold", "no time zone known for this number and no quiet_hours.default_timezone")
     not_before = next_allowed(zones, now, quiet_hours)
@@ -300,7 +303,7 @@ def decide(
         where = ", ".join(zones) if len(zones) <= 3 else f"all {len(zones)} time zones of this number"
         return Decision("hold", f"no time in the next {HORIZON.days} days when sending is allowed in {where}")
     if not_before == now:
-        return Decision("send")
+        return _SEND
     return Decision("defer", _defer_reason(zones, now, not_before, quiet_hours), not_before)
 
 

@@ -12,7 +12,7 @@ from tests.conftest import ROOT, free_port
 from .conftest import BIN, wait_until, write_campaign
 
 
-def test_flower_lists_the_campaigns_tasks_with_readable_arguments(env, sandbox):
+def test_flower_lists_the_campaigns_tasks_with_readable_arguments_from_when_they_were_sent(env, sandbox):
     contacts = "phone,opt_in,first_name\n" + "".join(f"+1202555{2000 + i:04d},yes,P{i}\n" for i in range(30))
     path = write_campaign(env.tmp, "e2e-flower", contacts)
     env.vars["BATCH_SIZE"] = "10"
@@ -41,6 +41,7 @@ def test_flower_lists_the_campaigns_tasks_with_readable_arguments(env, sandbox):
     assert labels == ["e2e-flower batch 1 of 3", "e2e-flower batch 2 of 3", "e2e-flower batch 3 of 3"]
     for t in got:
         assert "+1202" not in str(t)   # no phone number anywhere in what Flower shows
+        assert t.get("sent")           # the task-sent event, sent in the loader's pipeline beside the task
 
 
 def _answers(base: str) -> bool:

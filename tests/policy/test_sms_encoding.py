@@ -114,3 +114,21 @@ def test_units_match_the_encoded_size_and_segments_respect_part_sizes(text: str)
         assert info.segments == 1
     else:
         assert -(-info.units // part) <= info.segments <= -(-info.units // (part - 1))
+
+
+def test_texts_of_the_default_alphabet_alone_take_a_shortcut_to_the_same_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+    import re
+
+    from dispatcher import encoding
+
+    rnd = random.Random(5)
+    basic = sorted(encoding.GSM7_BASIC)
+    others = sorted(encoding.GSM7_EXTENSION) + ["ç", "ć", "’", "\x1b", "😀", "\u00a0"]
+    texts = ["".join(rnd.choice(basic if rnd.random() < 0.97 else others) for _ in range(n))
+             for n in [0, 1, 70, 153, 159, 160, 161, 306, 307, 459, 1000] * 300]
+    fast = [analyse(t) for t in texts]
+    shortcut = sum(encoding._BASIC_TEXT.fullmatch(t) is not None for t in texts)
+    monkeypatch.setattr(encoding, "_BASIC_TEXT", re.compile("(?!)"))   # matches nothing: every text the long way
+    assert fast == [analyse(t) for t in texts]
+    assert 300 < shortcut < len(texts) - 300   # both ways taken often
