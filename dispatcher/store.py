@@ -26,10 +26,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .errors import NotFoundError, TransientError
-
-_json_str = json.encoder.encode_basestring_ascii   # type: ignore[attr-defined]  # C: what json.dumps uses for str
 from .models import (OPEN_STATUSES, Attempt, Batch, Campaign, CampaignState, Message, RejectedRow, Status,
                      Suppression, WebhookEvent, utcnow)
+
+_json_str = json.encoder.encode_basestring_ascii   # type: ignore[attr-defined]  # C: what json.dumps uses for str
 
 M = Message.__table__
 B = Batch.__table__
