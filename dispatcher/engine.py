@@ -22,7 +22,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, TypeVar
 
 import httpx
@@ -343,21 +343,19 @@ class Dispatcher:
 
     def _classify(self, ctx: _Ctx, m: Claimed, res: SendResult,
                   started: float) -> tuple[Row, str | None, tuple[str, str, str | None] | None]:
-        from datetime import timezone
-
-        now = self.clock()
         attempt = {"message_id": m.id, "campaign_id": m.campaign_id,
                    "started_at": datetime.fromtimestamp(started, timezone.utc), "duration_ms": int(res.duration * 1000),
                    "http_status": res.status_code, "outcome": res.outcome.value,
                    "provider_message_id": res.provider_message_id, "provider_code": res.provider_code,
                    "detail": res.detail}
+        o = res.outcome
+        if o == Outcome.SENT:   # nearly every answer: nothing more to work out
+            return Row(m.id, Status.SENT.value, None, provider_message_id=res.provider_message_id,
+                       provider_code=res.provider_code, cost=res.cost, attempt=attempt), None, None
+        now = self.clock()
         n = m.attempts + 1
         maxa = ctx.campaign.spec.max_attempts
         what = _describe(res)
-        o = res.outcome
-        if o == Outcome.SENT:
-            return Row(m.id, Status.SENT.value, None, provider_message_id=res.provider_message_id,
-                       provider_code=res.provider_code, cost=res.cost, attempt=attempt), None, None
         if o in (Outcome.RETRYABLE, Outcome.THROTTLED):
             if o == Outcome.THROTTLED:
                 if ctx.rate is not None:
