@@ -209,3 +209,19 @@ def test_messages_given_back_after_a_cancel_are_cancelled_not_left_queued(store)
     counts = store.counts(cid)
     assert (counts["cancelled"], counts["queued"], counts["sending"]) == (3, 0, 0)
     assert {m["reason"] for m in store.messages(cid)} == {"campaign cancelled"}
+
+
+def test_upgrade_brings_an_older_database_to_the_newest_revision(store):
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    from dispatcher import migrate
+
+    cfg = migrate.alembic_config(store.engine)
+    assert migrate.HEAD == ScriptDirectory.from_config(cfg).get_current_head()
+    command.downgrade(cfg, "0002")
+    assert migrate.current(store.engine) == "0002"
+    migrate.upgrade(store.engine)
+    assert migrate.current(store.engine) == migrate.HEAD
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
