@@ -26,10 +26,11 @@ def alembic_config(engine: Engine | None = None) -> "Config":
     return cfg
 
 
-# The newest revision in migrations/versions (a test holds it to Alembic's own head). A database already there is
-# not handed to Alembic, which is imported only when there is something to do: importing it and loading its scripts
-# took about 150 ms of every command's and every worker's start-up.
-HEAD = "0003"
+# The newest revision: each file in migrations/versions is named after its revision id, numbered in order (a test
+# holds this to Alembic's own head). A database already there is not handed to Alembic, which is imported only when
+# there is something to do: importing it and loading its scripts took about 150 ms of every command's and every
+# worker's start-up.
+HEAD = max(p.name.split("_", 1)[0] for p in (_HERE / "versions").glob("[0-9]*_*.py"))
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

@@ -335,11 +335,12 @@ def _tz_key_lengths() -> dict[int, int]:
     # The zone table is searched by longest prefix of the E.164 digits, so only its keys that start with the
     # country code can match: the digits up to the longest of those decide the answer. One pass over the table
     # (country codes have 1 to 3 digits); a pass per country code took about 70 ms of every start-up.
-    lengths = {cc: len(str(cc)) for cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE}
+    codes = {str(cc): cc for cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE}
+    lengths = {cc: len(digits) for digits, cc in codes.items()}
     for key in TIMEZONE_DATA:
         for n in (1, 2, 3):
-            cc = int(key[:n])
-            if cc in lengths and len(key) > lengths[cc] and key.startswith(str(cc)):
+            cc = codes.get(key[:n])
+            if cc is not None and len(key) > lengths[cc]:
                 lengths[cc] = len(key)
     return lengths
 
