@@ -465,6 +465,7 @@ class _Pass:
         self.stop: str | None = None
         self.drained = False
         self.interrupted: TransientError | None = None
+        self.unseen_claim: datetime | None = None   # the time of a claim whose exchange failed (``finish``)
         self.next_state_check = 0.0
         self.handed_off = False             # finishing on a thread of its own (send_batch's hand_off)
 
@@ -504,6 +505,8 @@ class _Pass:
                 if rows:
                     d._record(rows)
                 claimed, sup, self.drained, self.interrupted = [], {}, True, exc
+                if claim:   # the claim may have committed before the connection dropped: finish gives it back
+                    self.unseen_claim = now
             if claim and not claimed and self.interrupted is None:
                 self.drained = True
             if claimed:
@@ -561,6 +564,20 @@ class _Pass:
                     self.soonest = due if self.soonest is None else min(self.soonest, due)
         self.pending.extend(rows)
 
+    def _give_back_unseen(self, claimed_at: datetime) -> None:
+        """Messages claimed by an exchange that failed after its commit were never sent: back to queued for the
+        task's retry, rather than left ``sending`` for the reconciler to call ``unknown``."""
+        d = self.d
+        try:
+            n = d._patiently("giving back a claim never read", lambda: d.store.unclaim(self.batch_id, claimed_at, d.clock()),
+                             within=d.settings.stale_after)
+        except TransientError as exc:
+            log.warning("batch %d: %s; messages of a claim never read are left to the reconciler", self.batch_id, exc)
+            return
+        if n:
+            log.warning("batch %d: %d messages claimed as the database went away were given back unsent",
+                        self.batch_id, n)
+
     def finish(self) -> BatchResult:
         """After the last ``step``: give back what was not sent, stop the campaign or re-enqueue the batch for its
         retries due soon, and complete the campaign when nothing of it is left open."""
@@ -569,6 +586,8 @@ class _Pass:
             store.requeue(self.give_back, d.clock())
             result.given_back += len(self.give_back)
         if self.interrupted is not None:
+            if self.unseen_claim is not None:
+                self._give_back_unseen(self.unseen_claim)
             raise self.interrupted
         if self.stop is not None:
             store.set_state(self.campaign_id, CampaignState.STOPPED, self.stop, only_from=[CampaignState.RUNNING])

@@ -543,6 +543,16 @@ class Store:
                     status=case((cancelled, Status.CANCELLED.value), else_=Status.QUEUED.value),
                     reason=case((cancelled, "campaign cancelled"), else_=M.c.reason), claimed_at=None, updated_at=now))
 
+    def unclaim(self, batch_id: int, claimed_at: datetime, now: datetime) -> int:
+        """Give back unsent the messages of the batch that an ``exchange`` at ``claimed_at`` claimed, for a caller
+        that never saw them: the connection dropped after the commit (its answer lost, or the suppression read after
+        it failed). The claim's time stands for the claim; only a second pass of the same batch claiming in the same
+        microsecond could share it. Returns how many went back to queued."""
+        with self.tx() as conn:
+            return conn.execute(update(M).where(M.c.batch_id == batch_id, M.c.status == Status.SENDING.value,
+                                                M.c.claimed_at == claimed_at).values(
+                status=Status.QUEUED.value, claimed_at=None, updated_at=now)).rowcount
+
     def counts(self, campaign_id: int) -> dict[str, int]:
         with self.tx() as conn:
             rows = conn.execute(select(M.c.status, func.count()).where(M.c.campaign_id == campaign_id).group_by(M.c.status)).all()

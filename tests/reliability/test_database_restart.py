@@ -38,6 +38,7 @@ def test_postgres_restart_mid_campaign_workers_back_off_and_finish(pg_env, priva
     log = env.output()
     record_figures("postgres_restart", recipients=a.recipients, down_seconds=DOWN_FOR, sent_before=before,
                    requests_during_restart=during, waits_to_record=log.count("outcomes: database unavailable"),
+                   claims_given_back=log.count("were given back unsent"),
                    task_retries=log.count("retry: Retry in"), by_status=a.by_status, duplicates=a.duplicates,
                    lost=len(a.lost), seconds=took)
 

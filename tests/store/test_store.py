@@ -146,6 +146,19 @@ def test_a_failed_exchange_writes_nothing(store):
     assert (counts["sending"], counts["queued"], counts["sent"]) == (1, 1, 0)   # neither the record nor the claim
 
 
+def test_unclaim_gives_back_only_the_claim_made_at_that_time(store):
+    cid = _campaign(store)
+    (bid,), _ = store.insert_chunk(cid, 1, [_rows([f"+1202555{i:04d}" for i in range(4)])], [], loaded_lines=5)
+    first_at = utcnow()
+    first, _ = store.exchange(bid, [], 2, first_at)
+    (other,), _ = store.exchange(bid, [], 1, first_at + timedelta(microseconds=1))   # another claim, a moment later
+    assert store.unclaim(bid, first_at, utcnow()) == 2
+    counts = store.counts(cid)
+    assert (counts["queued"], counts["sending"]) == (3, 1)
+    again, _ = store.exchange(bid, [], 10, utcnow())   # the two given back and the one never claimed
+    assert len(again) == 3 and {m.id for m in first} < {m.id for m in again} and other.id not in {m.id for m in again}
+
+
 def test_a_claim_takes_only_messages_of_its_own_batch(store):
     cid = _campaign(store)
     ids, _ = store.insert_chunk(cid, 1, [_rows(["+12025550101", "+12025550102"]),
