@@ -12,7 +12,7 @@ Three figures from one run, at each provider latency given (default 20 ms and 0 
 Everything runs on 127.0.0.1 and stops by itself.
 
     .venv/bin/python bench/e2e_throughput.py [--recipients 100000] [--bare N] [--naive 10000] [--latency 20 0]
-                                             [--concurrency 128] [--bare-probes 8 16 32 64]
+                                             [--concurrency 128] [--bare-probes 8 16 32 64 128]
 
 Bare posts as many requests as the campaign has recipients unless --bare says otherwise, so both figures are
 measured over about as long a run (on a shared machine a short run catches a fast or a slow moment).
@@ -226,7 +226,7 @@ def main() -> None:
     ap.add_argument("--naive", type=int, default=10_000)
     ap.add_argument("--latency", type=float, nargs="+", default=[20.0, 0.0])
     ap.add_argument("--concurrency", type=int, default=128, help="SEND_CONCURRENCY per worker process")
-    ap.add_argument("--bare-probes", type=int, nargs="*", default=[8, 16, 32, 64],
+    ap.add_argument("--bare-probes", type=int, nargs="*", default=[8, 16, 32, 64, 128],
                     help="other widths bare is tried at (8 s each); the best one then posts all its requests")
     ap.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"))
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, databases)")
