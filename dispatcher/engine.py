@@ -220,8 +220,8 @@ class Dispatcher:
             if other.campaign_id == campaign_id:
                 other.halt()
 
-    def _record(self, rows: list[Row]) -> None:
-        self._patiently(f"recording {len(rows)} outcomes", lambda: self.store.record(rows, self.clock()),
+    def _record(self, rows: list[Row], *, again: bool = False) -> None:
+        self._patiently(f"recording {len(rows)} outcomes", lambda: self.store.record(rows, self.clock(), again=again),
                         within=self.settings.stale_after)
 
     def _patiently(self, what: str, step: Callable[[], T], *, within: float) -> T:
@@ -503,7 +503,7 @@ class _Pass:
                 # The database went away: write what was sent (waiting for the database), finish what is in
                 # flight, then let the task be retried for the rest of the batch.
                 if rows:
-                    d._record(rows)
+                    d._record(rows, again=True)
                 claimed, sup, self.drained, self.interrupted = [], {}, True, exc
                 if claim:   # the claim may have committed before the connection dropped: finish gives it back
                     self.unseen_claim = now

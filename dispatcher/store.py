@@ -393,8 +393,16 @@ class Store:
         """
         return self.exchange(batch_id, (), limit, now)[0]
 
-    def record(self, outcomes: Sequence[Outcome], now: datetime) -> None:
-        """Write the result of a wave: message statuses and attempt rows, in one transaction."""
+    def record(self, outcomes: Sequence[Outcome], now: datetime, *, again: bool = False) -> None:
+        """Write the result of a wave: message statuses and attempt rows, in one transaction. ``again``: after an
+        exchange carrying them failed, which may have committed before its answer was lost; the outcomes of
+        messages no longer ``sending`` were written by it and are skipped, so no attempt is recorded twice."""
+        if outcomes and again:
+            with self.tx() as conn:
+                ids = [o.message_id for o in outcomes]
+                open_ids = {i for part in _parts(ids, _SendSQL.ROWS_PER_STATEMENT) for (i,) in conn.execute(
+                    select(M.c.id).where(M.c.id.in_(part), M.c.status == Status.SENDING.value))}
+            outcomes = [o for o in outcomes if o.message_id in open_ids]
         if outcomes:
             self.exchange(0, outcomes, 0, now)
 

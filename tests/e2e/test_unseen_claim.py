@@ -1,5 +1,5 @@
-"""A claim whose answer is lost (the database went away after committing it) is given back, not left to become
-``unknown``: those messages were never sent."""
+"""An exchange whose answer is lost (the database went away after committing it): its claim is given back, not
+left to become ``unknown`` (those messages were never sent), and the outcomes it carried are not recorded twice."""
 
 from __future__ import annotations
 
@@ -60,3 +60,5 @@ def test_messages_claimed_as_the_database_went_away_are_sent_once_by_the_retry(e
     phones = [r["json"]["phone_number"] for r in sandbox.requests("dropcowboy") if r["status"] == 200]
     assert len(phones) == 40 and len(set(phones)) == 40     # every recipient once
     assert store.campaign(1).state == "completed"
+    attempts = store.attempts_by_message(1)      # the first wave's outcomes, written by the failed exchange, not twice
+    assert len(attempts) == 40 and all(len(a) == 1 for a in attempts.values())
