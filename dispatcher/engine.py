@@ -569,8 +569,8 @@ class _Pass:
         task's retry, rather than left ``sending`` for the reconciler to call ``unknown``."""
         d = self.d
         try:
-            n = d._patiently("giving back a claim never read", lambda: d.store.unclaim(self.batch_id, claimed_at, d.clock()),
-                             within=d.settings.stale_after)
+            n = d._patiently("giving back a claim never read",
+                             lambda: d.store.unclaim(self.batch_id, claimed_at, d.clock()), within=d.settings.stale_after)
         except TransientError as exc:
             log.warning("batch %d: %s; messages of a claim never read are left to the reconciler", self.batch_id, exc)
             return
