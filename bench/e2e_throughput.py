@@ -35,7 +35,7 @@ from pathlib import Path
 
 import httpx
 import redis
-from procfs import tree_cpu_seconds
+from procfs import machine_times, steal_share, tree_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -196,10 +196,12 @@ def dispatcher(stack: Stack, n: int) -> tuple[float, dict[str, float]]:
                      "--without-gossip", "--without-mingle"], "worker")
     time.sleep(3)
     cpu0 = {"workers": tree_cpu_seconds(w.pid), "sandbox": tree_cpu_seconds(stack.procs[0].pid)}
+    ticks = machine_times()
     t0 = time.time()
     r = subprocess.run([str(BIN / "dispatcher"), "run", str(campaign), "--wait", "--timeout", "900"], cwd=stack.tmp,
                        env=stack.env, capture_output=True, text=True)
     t_run = time.time() - t0
+    stolen = steal_share(ticks, machine_times())
     cpu = {"workers": tree_cpu_seconds(w.pid) - cpu0["workers"], "sandbox": tree_cpu_seconds(stack.procs[0].pid) - cpu0["sandbox"]}
     if r.returncode:
         raise SystemExit(r.stderr)
@@ -216,7 +218,7 @@ def dispatcher(stack: Stack, n: int) -> tuple[float, dict[str, float]]:
     avg_ms, = db.execute("SELECT avg(duration_ms) FROM attempt").fetchone()
     return n / (ts(last) - ts(first)), {"first_send_after_run_s": ts(first) - t0, "run_wall_s": t_run,
                                         "worker_cpu_us": cpu["workers"] / n * 1e6, "sandbox_cpu_us": cpu["sandbox"] / n * 1e6,
-                                        "request_ms": avg_ms}
+                                        "request_ms": avg_ms, "steal": stolen}
 
 
 def main() -> None:
@@ -240,7 +242,9 @@ def main() -> None:
         tmp = Path(tempfile.mkdtemp(prefix="bench-"))
         stack = Stack(tmp, a.redis, lat, a.concurrency)
         try:
+            ticks = machine_times()
             full, probed = bare_best(stack, a.bare, width, a.bare_probes, 8.0)
+            bare_steal = steal_share(ticks, machine_times())
             best_w = max(full, key=full.__getitem__)
             b = full[best_w]
             nv = naive(stack, a.naive, width) if a.naive else float("nan")
@@ -256,7 +260,8 @@ def main() -> None:
               f"dispatcher {d:,.0f}/s ({a.recipients:,} recipients) = {d / b:.2f}x bare at its best ({d / full[width]:.2f}x as wide), {d / nv:.1f}x naive; "
               f"first send {extra['first_send_after_run_s']:.2f} s after `run`, whole run {extra['run_wall_s']:.1f} s; "
               f"CPU per message: workers {extra['worker_cpu_us']:.0f} µs, sandbox {extra['sandbox_cpu_us']:.0f} µs; "
-              f"request {extra['request_ms']:.1f} ms on average")
+              f"request {extra['request_ms']:.1f} ms on average; steal {bare_steal:.0%} while bare posted, "
+              f"{extra['steal']:.0%} while the dispatcher ran (the hypervisor's share of the machine)")
 
 
 if __name__ == "__main__":

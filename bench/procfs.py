@@ -33,3 +33,17 @@ def cpu_seconds(pid: int) -> float:
 def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds of ``pid`` and all its descendants that are alive now."""
     return sum(cpu_seconds(p) for p in tree(pid))
+
+
+def machine_times() -> list[int]:
+    """The whole machine's CPU time so far, in clock ticks, as /proc/stat's first line gives it (user, nice, system,
+    idle, iowait, irq, softirq, steal, ...)."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:]]
+
+
+def steal_share(before: list[int], after: list[int]) -> float:
+    """The share of the machine's time between two ``machine_times`` that the hypervisor gave to others (steal):
+    on a shared virtual machine, what makes the same run slower on one day than another."""
+    d = [b - a for a, b in zip(before, after)]
+    return d[7] / sum(d[:8]) if len(d) > 7 and sum(d[:8]) else 0.0

@@ -562,21 +562,24 @@ class Store:
                 status=Status.QUEUED.value, claimed_at=None, updated_at=now)).rowcount
 
     def counts(self, campaign_id: int) -> dict[str, int]:
+        """The campaign's messages by status, and its rejected rows under ``rejected``."""
         with self.tx() as conn:
-            rows = conn.execute(select(M.c.status, func.count()).where(M.c.campaign_id == campaign_id).group_by(M.c.status)).all()
-            rejected = conn.execute(select(func.count()).select_from(R).where(R.c.campaign_id == campaign_id)).scalar_one()
-        out = {s.value: 0 for s in Status}
-        out.update({k: int(v) for k, v in rows})
-        out["rejected"] = int(rejected)
+            out = _status_counts(conn, campaign_id)
+            out["rejected"] = int(conn.execute(select(func.count()).select_from(R).where(R.c.campaign_id == campaign_id)).scalar_one())
         return out
 
-    def pending_count(self, campaign_id: int, horizon: datetime) -> int:
-        """Messages queued, in flight, or deferred until before ``horizon`` (retries soon due)."""
+    def progress(self, campaign_id: int, horizon: datetime) -> tuple[dict[str, int], int]:
+        """The campaign's messages by status (no ``rejected``: those never change after loading), and how many are
+        yet to settle: queued, in flight, or deferred until before ``horizon`` (retries due soon). One pass over
+        the campaign's status index, plus its deferred messages when it has any: ``run --wait`` polls this."""
         with self.tx() as conn:
-            return int(conn.execute(select(func.count()).select_from(M).where(
-                M.c.campaign_id == campaign_id,
-                (M.c.status.in_([Status.QUEUED.value, Status.SENDING.value]))
-                | ((M.c.status == Status.DEFERRED.value) & (M.c.not_before < horizon)))).scalar_one())
+            out = _status_counts(conn, campaign_id)
+            pending = out[Status.QUEUED.value] + out[Status.SENDING.value]
+            if out[Status.DEFERRED.value]:
+                pending += int(conn.execute(select(func.count()).select_from(M).where(
+                    M.c.campaign_id == campaign_id, M.c.status == Status.DEFERRED.value,
+                    M.c.not_before < horizon)).scalar_one())
+        return out, pending
 
     def open_count(self, campaign_id: int) -> int:
         with self.tx() as conn:
@@ -828,6 +831,13 @@ def _parts(items: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
 def _rows(row: str, n: int) -> str:
     """``row`` (a VALUES row or a placeholder) ``n`` times, comma-separated: the body of a multi-row statement."""
     return ", ".join([row] * n)
+
+
+def _status_counts(conn: Connection, campaign_id: int) -> dict[str, int]:
+    out = {s.value: 0 for s in Status}
+    out.update({k: int(v) for k, v in conn.execute(
+        select(M.c.status, func.count()).where(M.c.campaign_id == campaign_id).group_by(M.c.status))})
+    return out
 
 
 def sweep_cutoff(now: datetime, seconds: float) -> datetime:

@@ -180,6 +180,25 @@ def test_deferred_messages_come_back_when_due_and_stale_claims_become_unknown(st
     assert store.counts(cid)["unknown"] == 1
 
 
+def test_progress_counts_what_is_yet_to_settle_including_only_retries_due_before_the_horizon(store):
+    cid = _campaign(store)
+    phones = [f"+1202555010{i}" for i in range(6)]
+    (bid,), _ = store.insert_chunk(cid, 1, [_rows(phones)], [], loaded_lines=7)
+    sent, soon, late, failed, sending = store.claim(bid, 5, utcnow())
+    now = utcnow()
+    store.record([Outcome(sent.id, Status.SENT.value),
+                  Outcome(soon.id, Status.DEFERRED.value, "retry", not_before=now + timedelta(seconds=30)),
+                  Outcome(late.id, Status.DEFERRED.value, "quiet hours", not_before=now + timedelta(hours=3)),
+                  Outcome(failed.id, Status.FAILED.value, "HTTP 400")], now)
+    counts, pending = store.progress(cid, now + timedelta(seconds=90))
+    assert (counts["queued"], counts["sending"], counts["deferred"], counts["sent"], counts["failed"]) == (1, 1, 2, 1, 1)
+    assert "rejected" not in counts
+    assert pending == 3                       # the queued one, the one in flight, the retry due in 30 s
+    assert store.progress(cid, now + timedelta(hours=4))[1] == 4
+    store.record([Outcome(sending.id, Status.SENT.value)], now)
+    assert store.progress(cid, now + timedelta(seconds=90)) == ({**counts, "sending": 0, "sent": 2}, 2)
+
+
 def test_retry_candidates_never_include_suppressed_numbers(store):
     cid = _campaign(store)
     (bid,), _ = store.insert_chunk(cid, 1, [_rows(["+12025550101", "+12025550102"])], [], loaded_lines=3)
