@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -35,7 +34,7 @@ from pathlib import Path
 
 import httpx
 import redis
-from procfs import machine_times, steal_share, tree_cpu_seconds
+from procfs import machine, machine_times, steal_share, tree_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -236,7 +235,7 @@ def main() -> None:
     a.bare = a.bare or a.recipients
     redis.Redis.from_url(a.redis).flushdb()
     width = 2 * a.concurrency
-    print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"machine: {machine()}")
     print(f"dispatcher: 2 worker processes x SEND_CONCURRENCY={a.concurrency}; bare and naive {width} wide")
     for lat in a.latency:
         tmp = Path(tempfile.mkdtemp(prefix="bench-"))

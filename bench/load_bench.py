@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import resource
 import shutil
@@ -24,7 +23,7 @@ import time
 from pathlib import Path
 
 import redis
-from procfs import cpu_seconds, machine_times, steal_share, tree
+from procfs import cpu_seconds, machine, machine_times, steal_share, tree
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -104,7 +103,7 @@ def main() -> None:
     cpu = usage.ru_utime + usage.ru_stime - before_cpu.ru_utime - before_cpu.ru_stime
     used = (r.info("memory")["used_memory"] - before) / 1e6
     tasks = r.llen("dispatcher")
-    print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"machine: {machine()}")
     print(stdout.strip().replace("\n", " "))
     # CPU seconds of the loader and its planning processes: with the machine shared, the wall time alone says little
     loading = memory.cpu.get(p.pid, 0.0)

@@ -1,8 +1,11 @@
-"""What the benchmarks read of their processes from /proc (Linux): a process tree, and CPU time."""
+"""What the benchmarks read of their processes and the machine from /proc (Linux): a process tree, CPU time, the
+hypervisor's steal, and how fast the machine is running Python right now."""
 
 from __future__ import annotations
 
 import os
+import platform
+import time
 
 
 def tree(pid: int) -> list[int]:
@@ -47,3 +50,24 @@ def steal_share(before: list[int], after: list[int]) -> float:
     on a shared virtual machine, what makes the same run slower on one day than another."""
     d = [b - a for a, b in zip(before, after)]
     return d[7] / sum(d[:8]) if len(d) > 7 and sum(d[:8]) else 0.0
+
+
+def yardstick_ms() -> float:
+    """CPU milliseconds a fixed piece of pure Python takes now (the best of three): the same code measured on two
+    days compares only after dividing by this, since this machine's speed moves by two times and more between
+    sessions, with or without steal."""
+    best = float("inf")
+    for _ in range(3):
+        t = time.process_time()
+        d: dict[str, int] = {}
+        for i in range(200_000):
+            d[f"+1202{i:07d}"] = len(d) * 2
+        sum(v for v in d.values() if v % 3)
+        best = min(best, time.process_time() - t)
+    return best * 1000
+
+
+def machine() -> str:
+    """The line every benchmark prints about where it ran."""
+    return (f"{platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+            f"yardstick {yardstick_ms():.0f} ms of CPU (bench/procfs.py: lower is faster)")

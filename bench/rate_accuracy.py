@@ -24,7 +24,6 @@ import bisect
 import itertools
 import multiprocessing as mp
 import os
-import platform
 import sys
 import threading
 import time
@@ -35,6 +34,7 @@ from typing import Any
 import redis
 
 from dispatcher.ratelimit import Rate, RateLimiter
+from procfs import machine
 
 RATES = {"fast": "50/s", "slow": "20/s"}
 PREFIX = "rl:"
@@ -172,8 +172,7 @@ def main() -> int:
     if round_trips > 2:
         missed.append(f"{round_trips:.2f} round trips per send (target <= 2)")
 
-    print(f"\nmachine: {platform.platform()}, {platform.machine()}, nproc {os.cpu_count()}, "
-          f"Python {platform.python_version()}, Redis {server.get('redis_version')}")
+    print(f"\nmachine: {machine()}, Redis {server.get('redis_version')}")
     print(f"load average (1 min) before/after: {load_before[0]:.2f} / {load_after[0]:.2f}")
     print("\n" + ("all targets met" if not missed else "MISSED:\n  " + "\n  ".join(missed)))
     return 1 if missed else 0

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import socket
 import subprocess
 import sys
@@ -28,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from dispatcher.providers.transport import KeepAliveTransport
-from procfs import cpu_seconds
+from procfs import cpu_seconds, machine
 
 ROOT = Path(__file__).resolve().parent.parent
 TIME_LIMIT = 120.0  # seconds: the client stops sending after this, whatever is left
@@ -106,7 +104,7 @@ def wait_health(url: str, timeout: float = 15.0) -> None:
     raise SystemExit(f"sandbox at {url} did not start in {timeout}s")
 
 
-def machine() -> str:
+def server_stack() -> str:
     try:
         import uvloop  # noqa: F401
         loop = "uvloop"
@@ -117,9 +115,7 @@ def machine() -> str:
         parser = "httptools"
     except ImportError:
         parser = "h11"
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"{platform.platform()}, {platform.processor() or platform.machine()}, nproc={nproc}, "
-            f"Python {platform.python_version()}, {loop} + {parser}")
+    return f"{loop} + {parser}"
 
 
 def main() -> None:
@@ -164,7 +160,7 @@ def main() -> None:
     done = sum(statuses.values())
     elapsed = max(r["elapsed"] for r in results)
     errors = sum(r["errors"] for r in results)
-    print(f"machine:   {machine()}")
+    print(f"machine:   {machine()}; {server_stack()}")
     print(f"load:      {done} x POST /v1/sms, {args.client_procs} client process(es) x {args.threads} threads, "
           f"keep-alive httpx.Client (KeepAliveTransport) each")
     print(f"statuses:  {statuses}, transport errors: {errors} {results[0]['first_error'] or ''}")
