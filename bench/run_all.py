@@ -12,6 +12,7 @@ RUNS = [
     ["rate_accuracy.py"],
     ["load_bench.py", "--rows", "1000000"],
     ["e2e_throughput.py", "--recipients", "100000", "--naive", "10000", "--latency", "20", "0"],
+    ["bare_shapes.py", "--rounds", "4", "--two", "64", "128"],
 ]
 
 for args in RUNS:
