@@ -25,16 +25,9 @@ from e2e_throughput import Stack, bare
 from procfs import machine
 
 
-class _Sandbox:
-    """What ``bare`` needs of a Stack, in a child process."""
-
-    def __init__(self, url: str) -> None:
-        self.sandbox = url
-
-
 def _child(url: str, n: int, width: int, go: Any, out: Any) -> None:
     go.wait()
-    out.put(bare(_Sandbox(url), n, width))  # type: ignore[arg-type]
+    out.put(bare(url, n, width))
 
 
 def split(stack: Stack, n: int, width: int, processes: int = 2) -> float:
@@ -70,7 +63,7 @@ def main() -> None:
     try:
         for _ in range(a.rounds):
             for w in a.one:
-                results.setdefault(f"1 process x {w} threads", []).append(bare(stack, a.requests, w))
+                results.setdefault(f"1 process x {w} threads", []).append(bare(stack.sandbox, a.requests, w))
             for w in a.two:
                 results.setdefault(f"2 processes x {w} threads", []).append(split(stack, a.requests, w))
     finally:

@@ -92,7 +92,7 @@ class Stack:
             self.stop(p)
 
 
-def bare(stack: Stack, n: int, width: int, seconds: float | None = None) -> float:
+def bare(sandbox: str, n: int, width: int, seconds: float | None = None) -> float:
     """The dispatcher's HTTP stack alone: ``width`` threads, each with its own keep-alive client as the workers
     build it (``runtime.http_client``: httpx.Client over the same transport), posting the same body, until ``n``
     requests are answered (or ``seconds`` have passed). Returns requests per second."""
@@ -104,7 +104,7 @@ def bare(stack: Stack, n: int, width: int, seconds: float | None = None) -> floa
 
     settings = Settings(http_timeout=10)
     headers = {"x-team-id": CREDS["DROPCOWBOY_TEAM_ID"], "x-secret": CREDS["DROPCOWBOY_SECRET"]}
-    url = stack.sandbox + "/v1/sms"
+    url = sandbox + "/v1/sms"
     numbers = itertools.count()
     deadline = time.perf_counter() + seconds if seconds else float("inf")
     done, failed = [0] * width, [0] * width
@@ -141,13 +141,13 @@ def bare_best(stack: Stack, n: int, width: int, probes: list[int],
     """Bare at the dispatcher's width and at the best of a few widths (one process's GIL favours fewer threads
     when answers come fast): each probe width posts for ``probe_s`` seconds, then the best one posts all ``n``.
     Returns (the full runs' rates by width, the probes' rates by width)."""
-    at_width = bare(stack, n, width)
-    probed = {w: bare(stack, n, w, probe_s) for w in sorted(set(probes) - {width})}
+    at_width = bare(stack.sandbox, n, width)
+    probed = {w: bare(stack.sandbox, n, w, probe_s) for w in sorted(set(probes) - {width})}
     full = {width: at_width}
     if probed:
         best = max(probed, key=probed.__getitem__)
         if probed[best] > at_width:
-            full[best] = bare(stack, n, best)
+            full[best] = bare(stack.sandbox, n, best)
     return full, probed
 
 
